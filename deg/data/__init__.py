@@ -1,0 +1,1 @@
+"""Datasets: registry, downloads, synthetic data, video and label readers, splits."""

@@ -1,0 +1,87 @@
+"""Bring a dataset into the standard layout (``deg.data.datasets``), once.
+
+* synthetic ids: rendered by :mod:`deg.data.synthetic` (offline, seconds);
+* ``sturman_oft`` / ``sturman_epm``: the interval label files are downloaded (origin or
+  ``DEG_DATA_MIRROR``), parsed with :func:`deg.data.labels.read_sturman` and written as per-frame
+  label CSVs, one folder per annotator. The Sturman videos (Zenodo 3608658) cannot be reached
+  offline; when a mirror provides them they go to ``videos/`` (not implemented offline: the
+  dataset is then label-only and feeds the human-vs-human and bout panels);
+* every other id: downloaded with :func:`deg.data.download.fetch` into ``data/<id>/raw``.
+
+Command line: ``python -m deg.data.prepare <id> [<id> ...]``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from deg import paths
+from deg.data.datasets import COMPLETE, Dataset, open_dataset
+
+STURMAN_LABEL_FILES = {
+    "sturman_oft": "AllLabDataOFT_final.csv",
+    "sturman_epm": "AllEPMLables.csv",
+}
+SYNTHETIC_PREFIX = "synthetic_"
+
+
+def is_prepared(dataset_id: str) -> bool:
+    return (paths.dataset_dir(dataset_id) / COMPLETE).exists()
+
+
+def prepare(dataset_id: str, force: bool = False, progress: bool = True) -> Dataset | Path:
+    """Prepare ``dataset_id``; returns the Dataset (or the raw folder for download-only ids)."""
+    if dataset_id.startswith(SYNTHETIC_PREFIX):
+        from deg.data import synthetic
+
+        return synthetic.generate(dataset_id, force=force, progress=progress)
+    if dataset_id in STURMAN_LABEL_FILES:
+        return _prepare_sturman(dataset_id, force=force, progress=progress)
+    from deg.data import download
+
+    files = download.fetch(dataset_id, progress=progress)
+    return Path(next(iter(files.values()))).parent if files else paths.dataset_dir(dataset_id) / "raw"
+
+
+def _prepare_sturman(dataset_id: str, force: bool, progress: bool) -> Dataset:
+    from deg.data import download, registry
+    from deg.data.labels import read_sturman, write_deg_labels
+
+    root = paths.dataset_dir(dataset_id)
+    if is_prepared(dataset_id) and not force:
+        return open_dataset(dataset_id)
+    record = registry.get(dataset_id)
+    name = STURMAN_LABEL_FILES[dataset_id]
+    files = download.fetch(dataset_id, files=[name], progress=progress)
+    parsed = read_sturman(files[name], fps=record.fps)
+    (root / COMPLETE).unlink(missing_ok=True)
+    videos = sorted({video for video, _ in parsed.matrices})
+    annotators = sorted({annotator for _, annotator in parsed.matrices})
+    for (video, annotator), matrix in parsed.matrices.items():
+        write_deg_labels(root / "labels" / annotator / f"{video}.csv", matrix, parsed.behaviours)
+    train = record.train_annotator if record.train_annotator in annotators else annotators[0]
+    dataset = Dataset(
+        id=dataset_id, fps=float(record.fps), behaviours=list(parsed.behaviours), annotators=annotators,
+        train_annotator=train, videos=videos, synthetic=False,
+        flips={"horizontal": bool(record.flips[0]), "vertical": bool(record.flips[1])},
+        image_size=tuple(record.resize) if record.resize else None,
+        description=f"{record.title}: labels only (videos not available offline)",
+        extra={"source_file": name, "label_only": True}, root=root)
+    dataset.save()
+    return dataset
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Prepare datasets in data/<id>/")
+    parser.add_argument("ids", nargs="+")
+    parser.add_argument("--force", action="store_true")
+    args = parser.parse_args(argv)
+    for dataset_id in args.ids:
+        result = prepare(dataset_id, force=args.force)
+        print(f"{dataset_id}: ready in {getattr(result, 'root', result)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

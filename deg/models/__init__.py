@@ -1,0 +1,1 @@
+"""Pure PyTorch models: flow generators, feature extractors, sequence models."""

@@ -1,0 +1,117 @@
+"""Execute parameterized notebooks with papermill, strictly.
+
+Papermill alone only *warns* about a parameter the notebook does not declare, and on failure it
+leaves the executed notebook at its final path. Here:
+
+* every parameter name must be assigned in the notebook's cell tagged ``parameters``
+  (a typo is a :class:`NotebookParameterError` listing the known names);
+* the notebook runs with the current interpreter's ``python3`` kernel;
+* on success the executed notebook is renamed onto ``output`` (atomic); on failure it is kept as
+  ``<output>.failed.ipynb`` for inspection and :class:`NotebookExecutionError` carries the failing
+  cell's source and error, so nothing that looks finished is left behind.
+
+Command line (used by the Snakemake rules)::
+
+    python -m deg.notebooks notebooks/fig2_datasets.ipynb results/.../fig2.ipynb -p profile demo
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from deg import io
+
+KERNEL = "python3"
+
+
+class NotebookParameterError(ValueError):
+    """A parameter passed to a notebook that its ``parameters`` cell does not declare."""
+
+
+class NotebookExecutionError(RuntimeError):
+    """A notebook cell raised; the message names the notebook, the cell and the error."""
+
+
+def declared_parameters(notebook: str | os.PathLike) -> dict[str, str]:
+    """Names assigned in the cell tagged ``parameters``, mapped to their default's source text."""
+    nb = nbformat.read(str(notebook), as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise NotebookParameterError(f"{notebook}: expected exactly one cell tagged 'parameters', found {len(cells)}")
+    tree = ast.parse(cells[0].source)
+    declared: dict[str, str] = {}
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        for target in targets:
+            if isinstance(target, ast.Name):
+                declared[target.id] = ast.get_source_segment(cells[0].source, node.value) if node.value else ""
+    return declared
+
+
+def check_parameters(notebook: str | os.PathLike, parameters: dict[str, Any]) -> None:
+    declared = declared_parameters(notebook)
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        raise NotebookParameterError(
+            f"{notebook}: unknown parameter(s) {', '.join(unknown)}; the notebook declares: {', '.join(declared)}")
+
+
+def run_notebook(notebook: str | os.PathLike, output: str | os.PathLike, parameters: dict[str, Any] | None = None,
+                 cwd: str | os.PathLike | None = None, log_output: bool = True) -> Path:
+    """Execute ``notebook`` with ``parameters`` and write the executed copy to ``output``."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    parameters = dict(parameters or {})
+    check_parameters(notebook, parameters)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    failed = output.with_name(output.name.removesuffix(".ipynb") + ".failed.ipynb")
+    failed.unlink(missing_ok=True)
+    with io.atomic_path(output, suffix=".ipynb") as tmp:
+        try:
+            papermill.execute_notebook(str(notebook), str(tmp), parameters=parameters, kernel_name=KERNEL,
+                                       cwd=str(cwd) if cwd else None, log_output=log_output, progress_bar=False,
+                                       stdout_file=sys.stdout if log_output else None,
+                                       stderr_file=sys.stderr if log_output else None)
+        except PapermillExecutionError as exc:
+            os.replace(tmp, failed)
+            raise NotebookExecutionError(
+                f"{notebook} failed in cell {exc.cell_index} (executed copy: {failed}):\n"
+                f"--- cell source ---\n{exc.source}\n--- error ---\n{exc.ename}: {exc.evalue}") from None
+    return output
+
+
+def _parse_value(text: str) -> Any:
+    """Command-line values: JSON when it parses (numbers, lists, true/false), else the raw string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebook")
+    parser.add_argument("output")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    parser.add_argument("--cwd", default=None)
+    args = parser.parse_args(argv)
+    params = {name: _parse_value(value) for name, value in args.parameter}
+    try:
+        run_notebook(args.notebook, args.output, params, cwd=args.cwd)
+    except (NotebookParameterError, NotebookExecutionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

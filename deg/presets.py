@@ -1,0 +1,184 @@
+"""The one table of numbers: model presets, hyperparameters and run profiles.
+
+Every hyperparameter of the package lives here, with a comment naming the section of
+Bohnslav et al., eLife 2021 ("the paper", ``../shared/papers/deepethogram_elife2021.txt``)
+it comes from. Notebooks and library code read these values; they never restate them.
+
+Three layers:
+
+* ``PRESETS``: DEG_f / DEG_m / DEG_s, which flow generator, feature extractor and sequence
+  model make up each (paper Table 2).
+* ``HPARAMS``: optimisation, loss and architecture constants shared by all presets
+  (paper Methods: Training protocol, Loss functions, Sequence models, Postprocessing).
+* ``PROFILES``: tiny / demo / paper, which only scale *how much* is computed (image size,
+  steps, splits, datasets), never *what* is computed.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+
+# --------------------------------------------------------------------------------------
+# Presets (paper Table 2)
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    flow_generator: str          # key of deg.models.flow.FLOW_GENERATORS
+    feature_extractor: str       # key of deg.models.feature.FEATURE_EXTRACTORS
+    sequence_model: str = "tgm"  # key of deg.models.sequence.SEQUENCE_MODELS
+    n_flow_frames: int = 11      # RGB frames into the flow generator -> n_flow_frames - 1 flows
+    n_rgb_frames: int = 1        # RGB frames into the spatial stream (11 for the 3D model)
+    feature_dim: int = 512       # per-stream feature size written to disk
+    # Parameter counts printed in paper Table 2 (millions), for the tests and Table 2 figure.
+    paper_params_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+PRESETS: dict[str, Preset] = {
+    # DeepEthogram-fast: TinyMotionNet (1.9M) + ResNet18 x 2 (22.4M) + TGM (250K)
+    "DEG_f": Preset("DEG_f", "tinymotionnet", "resnet18", paper_params_m=(1.9, 22.4, 0.25)),
+    # DeepEthogram-medium: MotionNet (45.8M) + ResNet50 x 2 with 2048->512 fc (49.2M) + TGM
+    "DEG_m": Preset("DEG_m", "motionnet", "resnet50", paper_params_m=(45.8, 49.2, 0.25)),
+    # DeepEthogram-slow: TinyMotionNet3D (0.4M) + 3D ResNet34 x 2 (127M) + TGM; 11 RGB frames
+    "DEG_s": Preset("DEG_s", "tinymotionnet3d", "resnet3d34", n_rgb_frames=11,
+                    paper_params_m=(0.4, 127.0, 0.25)),
+}
+
+
+# --------------------------------------------------------------------------------------
+# Hyperparameters shared by every preset
+# --------------------------------------------------------------------------------------
+HPARAMS: dict[str, Any] = {
+    # --- Training protocol -------------------------------------------------------------
+    "lr": 1e-4,                     # Adam, initial learning rate, all models
+    "lr_factor": 0.1,               # reduce on plateau, neuroscience datasets
+    "lr_min": 5e-7,                 # stop when the learning rate falls below this
+    "lr_patience_steps": 5000,      # "validation performance saturated for 5000 steps"
+    "split_fractions": (0.6, 0.2, 0.2),  # train / validation / test, by video
+    # --- Flow generator loss (MotionNet loss; Zhu et al. 2017) --------------------------
+    "flow_pixel_alpha": 0.4,        # generalised Charbonnier exponent, photometric term
+    "flow_eps": 1e-7,               # Charbonnier epsilon
+    "flow_smooth_alpha": 0.3,       # Charbonnier exponent, smoothness term
+    "flow_smooth_weights": (0.01, 0.02, 0.04),  # lambda_2 from largest to smallest scale
+    "flow_ssim_weight": 1.0,        # lambda_1
+    "flow_pixel_weight": 1.0,       # lambda_0
+    "flow3d_sparsity_weight": 0.05, # lambda_3, TinyMotionNet3D only
+    "flow3d_smooth_factor": 0.25,   # lambda_2 x 0.25 for TinyMotionNet3D
+    "flow_l2sp_alpha": 1e-5,        # L2-SP towards pretrained weights
+    "flow_max_displacement": 10.0,  # not in the paper: clamp of |flow| in pixels for stability
+    # --- Feature extractor ---------------------------------------------------------------
+    "fe_dropout": 0.25,             # dropout before the final linear layer (DeepEthogram default)
+    "fe_l2sp_alpha": 1e-5,          # L2-SP alpha (pretrained weights)
+    "fe_l2sp_beta": 1e-3,           # L2-SP beta (new weights)
+    "focal_gamma": 1.0,             # focal loss gamma, feature extractor and sequence model
+    "pos_weight_beta": 0.25,        # w_k = (negatives_k / positives_k) ** beta
+    "label_smoothing": 0.05,        # targets 0.05 / 0.95
+    # --- Sequence model: TGM (Piergiovanni and Ryoo 2018, paper modifications) ----------
+    "tgm_filter_length": 15,        # L
+    "tgm_n_filters": 8,             # Gaussian (Cauchy) filters per layer
+    "tgm_c_in": 1,
+    "tgm_c_out": 8,
+    "tgm_n_layers": 3,
+    "tgm_hidden": 128,              # 128 instead of 512 output channels
+    "tgm_input_dropout": 0.5,
+    "tgm_output_dropout": 0.5,
+    "tgm_kernel": "cauchy",         # published DeepEthogram; "gaussian" is the TGM paper's
+    "tgm_soft_attention": True,
+    "sequence_length": 180,         # training snippets of 180 frames
+    "sequence_l2_alpha": 0.01,      # plain L2 (no pretraining)
+    # --- Augmentations (Methods: Augmentations), identical on every frame of a clip ------
+    "aug_rotation_degrees": 10.0,   # "rotated each image by up to 10 degrees"
+    "aug_flip_p": 0.5,              # flips (where Dataset.flips allows) "with a probability of 0.5"
+    "aug_brightness": 0.25,         # not in the paper text: DeepEthogram's default augs.yaml (brightness 0.25)
+    "aug_contrast": 0.1,            # not in the paper text: DeepEthogram's default augs.yaml (contrast 0.1)
+    # --- Postprocessing ------------------------------------------------------------------
+    "bout_percentile": 1.0,         # remove bouts shorter than the 1st percentile (training set)
+    # --- Keypoint baseline (Methods: keypoint-based classification) ----------------------
+    "keypoint_min_likelihood": 0.9, # "linear interpolation for keypoints with confidence below 0.9"
+    # --- Evaluation ----------------------------------------------------------------------
+    "shuffle_repeats": 100,         # circular shifts per video
+    "train_annotator_sturman": "Jin",
+}
+
+
+# --------------------------------------------------------------------------------------
+# Run profiles: how much is computed
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    image_size: tuple[int, int] | None  # (H, W) all frames are resized to; None = dataset's own
+    flow_steps: int                 # paper: 10,000
+    feature_steps: int              # paper: 20,000
+    sequence_steps: int             # paper: 100,000
+    lr_patience_steps: int          # paper: 5,000
+    val_every: int                  # steps between validations
+    val_batches: int                # validation batches per validation (0 = all)
+    flow_batch: int
+    feature_batch: int
+    sequence_batch: int
+    sequence_length: int
+    n_splits: int
+    datasets: tuple[str, ...]
+    presets: tuple[str, ...]
+    subsample_videos: tuple[int, ...]   # Figure 6 training-set sizes
+    subsample_draws: int                # random draws per size
+    shuffle_repeats: int
+    bf16: bool = True               # bfloat16 autocast on CPUs that support it
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    # Tests: every code path, seconds per stage.
+    "tiny": Profile(
+        name="tiny", image_size=(32, 32),
+        flow_steps=4, feature_steps=4, sequence_steps=6, lr_patience_steps=2,
+        val_every=2, val_batches=2,
+        flow_batch=2, feature_batch=4, sequence_batch=2, sequence_length=32,
+        n_splits=1, datasets=("synthetic_tiny",), presets=("DEG_f",),
+        subsample_videos=(1, 2), subsample_draws=1, shuffle_repeats=5,
+    ),
+    # `make figures` default: synthetic data, all presets, 3 splits, a 2-core CPU in <= 30 min.
+    "demo": Profile(
+        name="demo", image_size=(64, 64),
+        flow_steps=150, feature_steps=300, sequence_steps=400, lr_patience_steps=150,
+        val_every=50, val_batches=4,
+        flow_batch=8, feature_batch=16, sequence_batch=8, sequence_length=90,
+        n_splits=3, datasets=("synthetic_openfield", "synthetic_distractor"),
+        presets=("DEG_f", "DEG_m", "DEG_s"),
+        subsample_videos=(1, 2, 4, 8), subsample_draws=1, shuffle_repeats=100,
+    ),
+    # The paper's sizes and limits; needs a GPU and the downloads.
+    "paper": Profile(
+        name="paper", image_size=None,
+        flow_steps=10_000, feature_steps=20_000, sequence_steps=100_000,
+        lr_patience_steps=5_000, val_every=500, val_batches=0,
+        flow_batch=32, feature_batch=32, sequence_batch=32, sequence_length=180,
+        n_splits=5,
+        datasets=("mouse_ventral1", "mouse_ventral2", "mouse_openfield", "mouse_homecage",
+                  "mouse_social", "sturman_epm", "sturman_fst", "sturman_oft", "fly"),
+        presets=("DEG_f", "DEG_m", "DEG_s"),
+        subsample_videos=(1, 2, 4, 8, 12, 16), subsample_draws=5, shuffle_repeats=100,
+        bf16=False,
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise KeyError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
+
+
+def get_profile(name: str, **overrides: Any) -> Profile:
+    """The named profile, optionally with fields replaced (for notebooks and tests)."""
+    try:
+        profile = PROFILES[name]
+    except KeyError:
+        raise KeyError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}") from None
+    return replace(profile, **overrides) if overrides else profile

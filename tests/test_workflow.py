@@ -1,0 +1,60 @@
+"""The DAG: what deg.workflow.plan schedules, and a real Snakemake dry run with the SLURM profile."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from deg import paths
+from deg.presets import get_profile
+from deg.workflow import plan
+
+SNAKEFILE = paths.REPO / "workflow" / "Snakefile"
+SLURM = paths.REPO / "workflow" / "profiles" / "slurm"
+
+
+def test_plan_demo_runs_every_preset_and_split(isolated):
+    p = plan("demo")
+    profile = get_profile("demo")
+    assert p.datasets == list(profile.datasets)
+    assert len(p.runs) == len(profile.datasets) * len(profile.presets) * profile.n_splits
+    assert {preset for _, preset, _ in p.runs} == {"DEG_f", "DEG_m", "DEG_s"}
+    assert p.subsample_runs and all(preset == "DEG_f" for _, preset, _ in p.subsample_runs)
+    assert "fig2" in p.figures
+
+
+def test_plan_adds_prepared_label_only_datasets_and_honours_explicit_list(isolated):
+    assert "sturman_oft" not in plan("tiny").datasets
+    (isolated / "data" / "sturman_oft").mkdir()
+    (isolated / "data" / "sturman_oft" / "COMPLETE").write_text("ok\n")
+    p = plan("tiny")
+    assert "sturman_oft" in p.datasets and "sturman_oft" not in p.run_datasets
+    assert plan("tiny", "sturman_epm").datasets == ["sturman_epm"]
+    assert plan("tiny", "sturman_epm").runs == []
+
+
+def _dry_run(isolated, *extra):
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--dry-run", "--config", *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=paths.REPO, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def _job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def test_slurm_profile_dry_run_plans_one_gpu_per_training_job(isolated):
+    out = _dry_run(isolated, "profile=paper", "datasets=sturman_oft mouse_openfield", "--profile", str(SLURM))
+    counts = _job_counts(out)
+    profile = get_profile("paper")
+    assert counts["run"] == len(profile.presets) * profile.n_splits + len(plan("paper", "sturman_oft mouse_openfield").subsample_runs)
+    assert counts["data"] == 2
+    run_blocks = [b for b in out.split("\n\n") if "rule run:" in b]
+    assert len(run_blocks) == counts["run"]
+    for block in run_blocks:
+        resources = re.search(r"resources: (.*)", block).group(1)
+        assert "gpu=1" in resources and "slurm_partition=gpu" in resources and "runtime=1440" in resources, resources
+    other = [b for b in out.split("\n\n") if "rule data:" in b]
+    assert other and all("gpu=1" not in b for b in other)
