@@ -32,7 +32,7 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        with open(tmp_path, "rb+") as fh:
+        with open(tmp_path, "rb") as fh:  # read-only fd: fsync works, and so do hard links to read-only files
             os.fsync(fh.fileno())
         os.replace(tmp_path, dest)
     finally:
