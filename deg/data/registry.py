@@ -1,0 +1,412 @@
+"""The registry of public datasets: where each file comes from and what the paper says about it.
+
+One frozen :class:`DatasetRecord` per dataset, keyed by a snake_case id. A record holds the
+facts a user needs to obtain and use a dataset: its files (:class:`RemoteFile`: origin URL,
+sha256, size), homepage, license, citation, and the paper's settings for it (frame rate,
+behaviours, annotators, the (H, W) resize, flip augmentation, number of random splits).
+
+Sources of the facts (Bohnslav et al., eLife 2021 = "the paper"):
+
+* fps, resize, flips, video counts, annotators: the paper's Methods, "Datasets" and
+  "Augmentations", and its Table 1 (inference resolution, read as H x W: it gives 224 x 448 for
+  the horizontally concatenated Sturman-FST views and 128 x 192 for the fly's 192 x 128 frames).
+* Sturman label files, the Sturman pose excerpts, the DeepLabCut open-field video and the rat
+  files: ``../shared/data/README.md``; their sha256 and sizes were computed from the unchanged
+  copies there (the rat pose CSVs there are gzip-compressed, so their origin sha256 is not known).
+
+Anything not known here is ``None`` and the record's ``notes`` say so. The authors' own datasets
+and the Sturman videos have no known direct file URL: their :class:`RemoteFile` has ``url=None``
+and a placeholder name under which a mirror (``DEG_DATA_MIRROR``) may supply them; without a
+mirror :func:`deg.data.download.fetch` refuses them with a message naming the homepage.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from deg.presets import HPARAMS
+
+KINDS = ("video", "labels", "pose", "synthetic")
+ROLES = ("videos", "labels", "pose", "archive")
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One downloadable file.
+
+    ``name`` is the file's basename at its origin; it is also its local name and its name in a
+    mirror (``<mirror>/<dataset id>/<name>``). ``url=None`` means the direct URL is unknown
+    (then ``name`` is a placeholder, see ``note``). ``extract`` unpacks a .zip/.tar.gz archive
+    into a folder beside it. ``shared`` is the path of an identical (or, ending in ``.gz``,
+    gzip-compressed) copy under ``deg.paths.shared_data_dir()``, used to build local mirrors.
+    ``homepage`` overrides the record's homepage for this file (e.g. Sturman videos on Zenodo).
+    """
+
+    name: str
+    url: str | None
+    sha256: str | None = None
+    size: int | None = None
+    extract: bool = False
+    note: str = ""
+    role: str = "labels"
+    shared: str | None = None
+    homepage: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """Everything the package knows about one public dataset (``None`` = unknown)."""
+
+    id: str
+    title: str
+    kind: str                                   # one of KINDS
+    paper_name: str | None                      # name in the paper's figures, e.g. "Sturman-OFT"
+    files: tuple[RemoteFile, ...]
+    homepage: str
+    license: str
+    citation: str
+    fps: float | None
+    behaviours: tuple[str, ...] | None          # "background" first
+    annotators: tuple[str, ...] | None
+    train_annotator: str | None
+    n_videos: int | None
+    resize: tuple[int, int] | None              # (H, W) frames are resized to in the paper
+    flips: tuple[bool, bool] | None             # (horizontal, vertical) flip augmentation
+    n_splits: int | None                        # random train/val/test splits in the paper
+    notes: str = ""
+    n_annotators: int | None = None             # when names are unknown but the count is not
+    generator: str | None = None                # module that generates a synthetic dataset
+
+    def file(self, name: str) -> RemoteFile:
+        for remote in self.files:
+            if remote.name == name:
+                return remote
+        raise KeyError(f"dataset {self.id!r} has no file {name!r}; its files: "
+                       f"{', '.join(f.name for f in self.files) or '(none)'}")
+
+    def file_names(self, role: str | None = None) -> list[str]:
+        """Names of the record's files, optionally only those of one role (see ROLES)."""
+        return [f.name for f in self.files if role is None or f.role == role]
+
+    @property
+    def downloadable(self) -> bool:
+        """True when every file has a known origin URL (no mirror needed)."""
+        return bool(self.files) and all(f.url for f in self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------
+# Shared constants
+# --------------------------------------------------------------------------------------
+DEG_HOMEPAGE = "https://github.com/jbohnslav/deepethogram"
+DEG_CITATION = ("Bohnslav JP, Wimalasena NK, Clausing KJ, Dai YY, Yarmolinsky DA, Cruz T, Kashlan AD, "
+                "Chiappe ME, Orefice LL, Woolf CJ, Harvey CD (2021). DeepEthogram, a machine learning "
+                "pipeline for supervised behavior classification from raw pixels. eLife 10:e63377. "
+                "doi:10.7554/eLife.63377")
+DEG_LICENSE = "unknown: see homepage (the paper is CC BY 4.0; the data's license is not stated there)"
+
+STURMAN_ZENODO = "https://doi.org/10.5281/zenodo.3608658"
+STURMAN_REPO = "https://github.com/ETHZ-INS/DLCAnalyzer"
+STURMAN_RAW = ("https://raw.githubusercontent.com/ETHZ-INS/DLCAnalyzer/"
+               "cfdc34a85b6ce961bbddd8905a1a62b714dbc11a/")
+STURMAN_CITATION = ("Sturman O, von Ziegler L, Schlappi C, Akyol F, Privitera M, Slominski D, Grimm C, "
+                    "Thieren L, Zerbi V, Grewe B, Bohacek J (2020). Deep learning-based behavioral "
+                    "analysis reaches human accuracy and is capable of outperforming commercial "
+                    "solutions. Neuropsychopharmacology 45:1942-1952. doi:10.1038/s41386-020-0776-y")
+STURMAN_LICENSE = "labels: GPL-3.0 (DLCAnalyzer repository); videos: see the Zenodo record"
+STURMAN_FPS = 25.0  # ../shared/data/README.md: interval times in seconds at 25 fps
+DLC2ACTION_RAW = ("https://raw.githubusercontent.com/amathislab/DLC2action/"
+                  "7d705638aa8d887656c6ff8c52a3a5c419bdba2d/tests/data/")
+DLC_RAW = ("https://raw.githubusercontent.com/DeepLabCut/DeepLabCut/"
+           "2df0f46c8c8c56c8238b46b3d58384163bafb2f0/")
+RAT_REPO = "https://github.com/Blossom0913/Mouse-Behavior-Classifier-Train"
+RAT_RAW = ("https://raw.githubusercontent.com/Blossom0913/Mouse-Behavior-Classifier-Train/"
+           "85038152b98ef413a6229a08d0c473d171d2f442/data/")
+
+_UNKNOWN_URL = "URL unknown: see homepage"
+
+
+def _placeholder(dataset_id: str, homepage: str, what: str, role: str = "archive") -> RemoteFile:
+    """A file whose direct URL and name are unknown: a mirror may supply it under this name."""
+    name = f"{dataset_id}.zip"
+    return RemoteFile(
+        name=name, url=None, extract=True, role=role, homepage=homepage,
+        note=(f"{_UNKNOWN_URL} ({homepage}). {what} Its file names and format are not known here; "
+              f"a mirror may supply it as <DEG_DATA_MIRROR>/{dataset_id}/{name} (a .zip or .tar.gz "
+              "archive, detected by content)."),
+    )
+
+
+def _deg_record(id: str, paper_name: str, *, fps: float | None, n_videos: int, resize, flips,
+                n_annotators: int, notes: str, behaviours: tuple[str, ...] | None = None) -> DatasetRecord:
+    return DatasetRecord(
+        id=id, title=f"{paper_name} (Bohnslav et al. 2021)", kind="video", paper_name=paper_name,
+        files=(_placeholder(id, DEG_HOMEPAGE, "Videos and per-frame labels of the DeepEthogram "
+                            "paper are linked from the project README."),),
+        homepage=DEG_HOMEPAGE, license=DEG_LICENSE, citation=DEG_CITATION, fps=fps,
+        behaviours=behaviours, annotators=None, train_annotator=None, n_videos=n_videos,
+        resize=resize, flips=flips, n_splits=5, n_annotators=n_annotators,
+        notes=("behaviours: unknown here (paper Figure 2 shows them; the project files name them); "
+               "annotator names: unknown here. " + notes),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# The authors' datasets (paper Methods, "Datasets"; resize from Table 1)
+# --------------------------------------------------------------------------------------
+_RECORDS: list[DatasetRecord] = [
+    _deg_record("mouse_ventral1", "Mouse-Ventral1", fps=25.0, n_videos=28, resize=(256, 256),
+                flips=(True, True), n_annotators=3,
+                notes="28 ~10 min videos, 419,846 frames; 250x250 recordings resized to 256x256; "
+                      "labelled three times. Flips: vertical per the paper ('also flipped "
+                      "vertically'), horizontal read from 'flipped horizontally and vertically "
+                      "(depending on the dataset)'."),
+    _deg_record("mouse_ventral2", "Mouse-Ventral2", fps=30.0, n_videos=16, resize=(256, 256),
+                flips=(True, True), n_annotators=2,
+                notes="16 ~30 min videos, 863,232 frames; scratching and licking were scored; "
+                      "labelled twice. Flips: as Mouse-Ventral1."),
+    _deg_record("mouse_openfield", "Mouse-Openfield", fps=None, n_videos=20, resize=(256, 256),
+                flips=None, n_annotators=2,
+                notes="fps: 30 or 60 depending on the video; 20 ~10 min videos, 537,534 frames; "
+                      "flips: not stated in the paper; labelled twice."),
+    _deg_record("mouse_homecage", "Mouse-Homecage", fps=60.0, n_videos=12, resize=(352, 224),
+                flips=None, n_annotators=2,
+                notes="12 ~10 min videos, 438,544 frames; resize from Table 1 (352 x 224, read as "
+                      "H x W); flips: not stated in the paper; labelled by two experimenters."),
+    _deg_record("mouse_social", "Mouse-Social", fps=60.0, n_videos=12, resize=(224, 224),
+                flips=None, n_annotators=2,
+                notes="12 ~10 min videos, 438,544 frames (the paper gives the same count as "
+                      "Mouse-Homecage); resize from Table 1; flips: not stated in the paper."),
+    _deg_record("fly", "Fly", fps=100.0, n_videos=19, resize=(128, 192), flips=None, n_annotators=1,
+                notes="19 ~30 min side-view videos, 3,419,943 frames; recorded at 200 Hz, "
+                      "down-sampled to 100 Hz; 168x100 grayscale frames up-sampled to 192x128 "
+                      "(W x H) and converted to RGB; one labeller; flips: not stated in the paper; "
+                      "behaviour: a coordinated walking pattern (Fujiwara et al. 2017)."),
+]
+
+# --------------------------------------------------------------------------------------
+# Sturman et al. 2020 (videos on Zenodo; labels on GitHub at a pinned commit)
+# --------------------------------------------------------------------------------------
+_STURMAN_POSE = (
+    ("12_01_A_190507144429DeepCut_resnet50_Blockcourse1May9shuffle1_1030000.csv",
+     "766aca3d9cbf75447c76a6107f80eda80ec334250aea03c229ac7d470e26c55e", 1806289, "OFT_44"),
+    ("8_01_A_190507134142DeepCut_resnet50_Blockcourse1May9shuffle1_1030000.csv",
+     "2bb220a7822bac78259f1b01d6b4309c3b251ed2ce61972b9ca0c7f7dd341653", 1780421, "OFT_38"),
+)
+
+
+def _sturman_videos(dataset_id: str) -> RemoteFile:
+    return _placeholder(dataset_id, STURMAN_ZENODO,
+                        "The Sturman videos are on Zenodo, record 3608658.", role="videos")
+
+
+_RECORDS += [
+    DatasetRecord(
+        id="sturman_epm", title="Sturman et al. 2020, elevated plus maze", kind="video",
+        paper_name="Sturman-EPM",
+        files=(
+            RemoteFile("AllEPMLables.csv", STURMAN_RAW + "data/EPM/Labels/AllEPMLables.csv",
+                       "46906df810429d2476fc2b3ac0aa079e98554054fc4851a55f2cd1c8939c3d2d", 149802,
+                       note="';'-separated intervals in seconds; annotator in the Experimenter column",
+                       role="labels", shared="sturman/EPM/AllEPMLables.csv"),
+            _sturman_videos("sturman_epm"),
+        ),
+        homepage=STURMAN_REPO, license=STURMAN_LICENSE, citation=STURMAN_CITATION, fps=STURMAN_FPS,
+        behaviours=("background", "Head Dip", "Grooming", "Protected Stretch", "Rearing",
+                    "Unprotected Stretch"),
+        annotators=("Jin", "Oliver", "Sian"), train_annotator=HPARAMS["train_annotator_sturman"],
+        n_videos=5, resize=(256, 256), flips=(True, True), n_splits=3,
+        notes="Only three of the five videos contain every behaviour, hence three splits (paper). "
+              "Videos: Zenodo 3608658, file names unknown here.",
+    ),
+    DatasetRecord(
+        id="sturman_fst", title="Sturman et al. 2020, forced swim test", kind="video",
+        paper_name="Sturman-FST",
+        files=(
+            RemoteFile("AllFSTLables.csv", STURMAN_RAW + "data/FST/Lables/AllFSTLables.csv",
+                       "94aeb39d8c6973c04e229200f604b47d1d38b8dfa94236be19448f749e8625fd", None,
+                       note="';'-separated intervals in seconds (note the 'Lables' folder); no "
+                            "copy in shared data, so the sha256 is not re-checked here",
+                       role="labels"),
+            _sturman_videos("sturman_fst"),
+        ),
+        homepage=STURMAN_REPO, license=STURMAN_LICENSE, citation=STURMAN_CITATION, fps=STURMAN_FPS,
+        behaviours=("background", "Floating"),
+        annotators=("Jin", "Oliver", "Schlappi", "Rebecca"),
+        train_annotator=HPARAMS["train_annotator_sturman"],
+        n_videos=10, resize=(224, 448), flips=(False, False), n_splits=5,
+        notes="10 recordings, each a top and a side view, cropped to 224x224 each and concatenated "
+              "horizontally (448 wide x 224 high); no flips (paper). Behaviours and annotators are "
+              "UNVERIFIED: read from another commit of the label file (types 'Floating' plus "
+              "Start/End markers; Experimenter column Jin, Oliver, Schlappi, Rebecca).",
+    ),
+    DatasetRecord(
+        id="sturman_oft", title="Sturman et al. 2020, open field test", kind="video",
+        paper_name="Sturman-OFT",
+        files=(
+            RemoteFile("AllLabDataOFT_final.csv", STURMAN_RAW + "data/OFT/Labels/AllLabDataOFT_final.csv",
+                       "2a690c586f00af4574be5555e63ff66698a3149ef8c70e050876f138e7fd5fd3", 763726,
+                       note="';'-separated intervals in seconds; annotator in the file column "
+                            "(OFT_xx_FA/Jin/Jin2/OS); Jin2 files are the same annotator",
+                       role="labels", shared="sturman/OFT/AllLabDataOFT_final.csv"),
+            *(RemoteFile(name, DLC2ACTION_RAW + name, sha, size, role="pose",
+                         note=f"DeepLabCut tracks of {video}, first 2,000 frames only (DLC2action "
+                              "test data, AGPL-3.0)",
+                         shared=f"sturman_pose_oft/{name}")
+              for name, sha, size, video in _STURMAN_POSE),
+            _sturman_videos("sturman_oft"),
+        ),
+        homepage=STURMAN_REPO, license=STURMAN_LICENSE + "; pose excerpts: AGPL-3.0 (DLC2action)",
+        citation=STURMAN_CITATION, fps=STURMAN_FPS,
+        behaviours=("background", "Supported", "Unsupported", "Grooming"),
+        annotators=("FA", "Jin", "OS"), train_annotator=HPARAMS["train_annotator_sturman"],
+        n_videos=20, resize=(256, 256), flips=(True, True), n_splits=5,
+        notes="Unsupported = rearing. The label file also has a rare 'Jumping' type (16 intervals "
+              "over all annotators; for Jin in only 2 of the 20 videos), which cannot be in every "
+              "subset of a train/validation/test split, so it is not listed here: drop it when "
+              "preparing the dataset. A fixed 0-600 s window (15,000 frames) per video reproduces "
+              "the published frame counts. Videos: Zenodo 3608658, file names unknown here.",
+    ),
+]
+
+# --------------------------------------------------------------------------------------
+# Other public data used by tests, benchmarks and keypoint baselines (not in the paper)
+# --------------------------------------------------------------------------------------
+# sha256 and size of the unchanged annotation files 1..40 (copies in ../shared/data/rat_social).
+_RAT_ANNOT: dict[int, tuple[str, int]] = {
+    1: ("d070c68a099bd933be6e254b2f4f7034f2f3bc07a61be31db5809ac44ac76396", 4604),
+    2: ("d31c457784a145395c2a1b349e19d2b7810553a7bd9d60720adfb5eeb4f475f4", 2535),
+    3: ("53c8197bf28e0310ed4f04ea08459a7b00d48e03d0c720f3b9c38d0e1a6a88b4", 1635),
+    4: ("4d8b301d274264ec519234da05467928aff7b344f6defd6f133fd888de8b1cd2", 1202),
+    5: ("b6d8f7a302eecf97b29a996c929043c1a51135fa5fb68830a9eadfb58e8f59ea", 3258),
+    6: ("50fc15aa5d403ecca2a216bd380f0ca8e62ac3700f6bbae4f3f21cfb9df08aaa", 1942),
+    7: ("a309953556ca5280032d106fd356abb9349cbc3b4781aa9a95b20750ca340bd1", 1571),
+    8: ("0ab9e22ae02ea6df459afa37f37cb952935015cad807b76d6a67bf98ab341a3d", 4834),
+    9: ("a58bfaa0bbdd73391b4a0148add7b71fe2b2f37422a0087e7cba58465cda3144", 986),
+    10: ("b2255bf01338ca1da4eb0b4f16e590b9eb7e5f7779e19d3165b323189fa3106f", 1367),
+    11: ("376d34fe34c7a98e74bb2ae56f0359f68e361d4dcecec6d8afcc9262ae9baeda", 1335),
+    12: ("baa84d7a2fa1ca50210a60104b24bf735d4bc99b0c835d42c18afd89ebe22f90", 3405),
+    13: ("74bf95367cbf332ccc0ca9f1575aecca643c948751a2051ea8f0b1eb92d1af2a", 1614),
+    14: ("4e9b747967e9eefa4679f237562c7aa1e05ad9ca5dea33f4880d9bf560fab24c", 2171),
+    15: ("1519b6d302ffccfb3806f3060db2c68bd78f84adf3395452649f36f87d01a404", 985),
+    16: ("6e3be1557f8dbae92a22a981e9709fb2b12407a801d7b4787130aded03116e39", 1567),
+    17: ("bbc62bc8cae1fb57a25fae71bbf472314788d650dba670e50e68de0781ec3558", 1509),
+    18: ("9fa7eef664896a0407d03f0cf30f21024d1ae4b8966ac7d54eda1d038d6e1df3", 1226),
+    19: ("018e828f9b5449982e09aff817be8e34ddc7b7167a1d86ebd4ee64f7f91dd1b6", 1946),
+    20: ("71990ccd2a5f1c5559e1cec92d4cc8c6f800f2311f38803f4c24a8ca30ffe848", 3067),
+    21: ("550ee6f3e588c0f80dcf88f2b3ba8dc67550a0dcf904cd99721869346bf6e645", 1114),
+    22: ("ad144c35e6ea3b7c71fc04cb9bf17b9c3c9d48d345febdc1e52fc52f759c95aa", 2107),
+    23: ("6a9d355787d8ca0f24cd89277586f905f7baf9e3966454a36421fc12f4bb275e", 1779),
+    24: ("4e99c4abc0bddc69489be8863dabf1f21fce57f7e60ab3a7081c7395d0a88737", 3480),
+    25: ("e1f19a97fd66f37c2a6109a92dda85fb7c19d25b7680635a42f0271e676dd38a", 2535),
+    26: ("6df9b2158879612d06a6991c194ceef85ff723bc0cd1351d1eec83621575f6c9", 1052),
+    27: ("321f861e3e4bd0434de6890d6d7a110645dc2b86f1701549616c5d1c37728d31", 3396),
+    28: ("b30b0509e22684e3ecda9671b7a6453a2751117506bee40a84e4310c3d4708d1", 2291),
+    29: ("f4070ab6e52afbd358e52b7bfe41de8cca3410e023ffbec18c142fecd2f37a53", 948),
+    30: ("897142d7b8cb408ab64f6aaed67eba7c0f37c64fe902baee10df1bee7e8e1e3c", 1148),
+    31: ("8b9d43be85930ae792209ad16b48e90961278bb03723196ec44c3fc39f6eaf68", 1801),
+    32: ("e7cbed557e7f8de42dac5869dd7ac728d1c6beee79fd9d425c86fb282086d6a7", 964),
+    33: ("d6e74c23b4590c8e16c788b69efcb0317ef23c138bfcf6d5caad4b83db0e27f8", 1542),
+    34: ("c37346644ee8b596f7fd9a4fcbebc52ead648ffff8ad40f4d17c4bb125794fc1", 1955),
+    35: ("e03403d80fc1ac4d6fb5a87c301e22a82248ba703eb7ff0d241d744aff1dd49c", 4617),
+    36: ("c501a38109ca7edd847a2c8159ca97da3bd521c7df60aed19f4dfe9db26568c8", 2468),
+    37: ("cae038a8f286c275e1e3249de38db7090d0c6b18213d7b8d8cc1236bd26c180f", 1634),
+    38: ("4a66d25d363b240587729be0cfdb9a65e6e55b1f1b03d21106d1b46e2a926ff0", 2500),
+    39: ("2a4ce1098d05211f205f7d965dbb44de7c6c4001a6ffda94b0770a8850e5c6dd", 2985),
+    40: ("a72f281788bdae797d66e5f75dc48b749c76d463df9741ea720e57bfc098e728", 4299),
+}
+_RAT_DLC_SUFFIX = "DLC_dlcrnetms5_DLC_ratJan24shuffle1_5000_el_filtered.csv"
+
+
+def _rat_files() -> tuple[RemoteFile, ...]:
+    files: list[RemoteFile] = []
+    for i, (sha, size) in _RAT_ANNOT.items():
+        name = f"{i}_annot.txt"
+        files.append(RemoteFile(name, RAT_RAW + "annotations/" + name, sha, size, role="labels",
+                                note="Caltech Behavior Annotator file; S1/S2 label streams",
+                                shared=f"rat_social/annotations/{name}"))
+    for i in _RAT_ANNOT:
+        name = f"{i}{_RAT_DLC_SUFFIX}"
+        files.append(RemoteFile(name, RAT_RAW + "dlc_csv/" + name, None, None, role="pose",
+                                note="sha256 unknown: the shared copy is gzip-compressed, so its "
+                                     "checksum differs from the origin's",
+                                shared=f"rat_social/dlc_csv/{name}.gz"))
+    return tuple(files)
+
+
+_RECORDS += [
+    DatasetRecord(
+        id="rat_social", title="Two rats: DeepLabCut multi-animal tracks and behaviour labels",
+        kind="pose", paper_name=None, files=_rat_files(), homepage=RAT_REPO,
+        license="MIT (stated in the repository README)",
+        citation="Blossom0913, Mouse-Behavior-Classifier-Train (GitHub); dataset DOI "
+                 "10.6084/m9.figshare.30393298",
+        fps=None,
+        behaviours=("background", "aggression", "freezing", "lateralthreat", "keepdown", "chase",
+                    "uprightposture", "social", "bite", "nonsocial", "clinch"),
+        annotators=("original",), train_annotator="original", n_videos=40, resize=None, flips=None,
+        n_splits=5,
+        notes="Pose only (no videos here). Videos 1-40 of the 58 in the figshare dataset. 'base' "
+              "= background. S1 (base/social/nonsocial/aggression) and S2 (base plus rarer acts) "
+              "are independent label streams; frames 1-indexed, inclusive. One annotator (name "
+              "not given; called 'original' here). fps: unknown. n_splits: this package's "
+              "default, not a paper setting.",
+    ),
+    DatasetRecord(
+        id="dlc_openfield", title="DeepLabCut example: mouse in an open field (m3v1)", kind="video",
+        paper_name=None,
+        files=(RemoteFile("m3v1mp4.mp4",
+                          DLC_RAW + "examples/openfield-Pranav-2018-10-30/videos/m3v1mp4.mp4",
+                          "e2394b4221821cdb7206910a6efcec9db338cb497d1f880bd5a0ef2fd087ce59", 2216380,
+                          role="videos", note="640x480, 30 fps, 2,330 frames; no behaviour labels",
+                          shared="videos/dlc_openfield_m3v1.mp4"),),
+        homepage="https://github.com/DeepLabCut/DeepLabCut", license="LGPL-3.0",
+        citation="Mathis A et al. (2018). DeepLabCut: markerless pose estimation of user-defined "
+                 "body parts with deep learning. Nature Neuroscience 21:1281-1289.",
+        fps=30.0, behaviours=None, annotators=(), train_annotator=None, n_videos=1, resize=None,
+        flips=None, n_splits=None,
+        notes="A real top-down video for video-reading tests and flow-generator benchmarks; "
+              "unlabelled, so no splits.",
+    ),
+]
+
+# --------------------------------------------------------------------------------------
+# Synthetic datasets (generated locally; the generator module defines their behaviours)
+# --------------------------------------------------------------------------------------
+_SYNTHETIC = {
+    "synthetic_tiny": "smallest synthetic set, for tests",
+    "synthetic_openfield": "synthetic open field, for the demo profile",
+    "synthetic_distractor": "synthetic open field with distracting motion, for the demo profile",
+}
+_RECORDS += [
+    DatasetRecord(
+        id=sid, title=f"Synthetic: {desc}", kind="synthetic", paper_name=None, files=(),
+        homepage="", license="MIT (generated by this package)", citation="", fps=None,
+        behaviours=None, annotators=None, train_annotator=None, n_videos=None, resize=None,
+        flips=None, n_splits=None, generator="deg.data.synthetic",
+        notes=f"Generated by deg.data.synthetic (VARIANTS[{sid!r}]), which defines fps, behaviours, "
+              "annotators and sizes; nothing to download.",
+    )
+    for sid, desc in _SYNTHETIC.items()
+]
+
+REGISTRY: dict[str, DatasetRecord] = {r.id: r for r in _RECORDS}
+assert len(REGISTRY) == len(_RECORDS), "duplicate dataset ids in the registry"
+
+
+def get(dataset_id: str) -> DatasetRecord:
+    """The record of ``dataset_id``; KeyError listing the known ids otherwise."""
+    try:
+        return REGISTRY[dataset_id]
+    except KeyError:
+        raise KeyError(f"unknown dataset {dataset_id!r}; known: {', '.join(REGISTRY)}") from None
+
+
+def all_ids() -> list[str]:
+    return list(REGISTRY)
+
+
+def records() -> list[DatasetRecord]:
+    return list(REGISTRY.values())
