@@ -46,7 +46,7 @@ def prepare(dataset_id: str, force: bool = False, progress: bool = True) -> Data
 
 def _prepare_sturman(dataset_id: str, force: bool, progress: bool) -> Dataset:
     from deg.data import download, registry
-    from deg.data.labels import read_sturman, write_deg_labels
+    from deg.data.labels import read_sturman, select_behaviours, write_deg_labels
 
     root = paths.dataset_dir(dataset_id)
     if is_prepared(dataset_id) and not force:
@@ -56,20 +56,24 @@ def _prepare_sturman(dataset_id: str, force: bool, progress: bool) -> Dataset:
     files = download.fetch(dataset_id, files=[name], progress=progress)
     # The record's behaviours, not every type in the file: Sturman-OFT's rare "Jumping" occurs in
     # only 2 of Jin's 20 videos, too few for a train/validation/test split (see the record's notes).
-    parsed = read_sturman(files[name], fps=record.fps, behaviours=list(record.behaviours[1:]))
+    # Dropped types' frames count as background unless another behaviour is on.
+    parsed = read_sturman(files[name], fps=record.fps)
+    keep = list(record.behaviours[1:])
     (root / COMPLETE).unlink(missing_ok=True)
     videos = sorted({video for video, _ in parsed.matrices})
     annotators = sorted({annotator for _, annotator in parsed.matrices})
     for (video, annotator), matrix in parsed.matrices.items():
-        write_deg_labels(root / "labels" / annotator / f"{video}.csv", matrix, parsed.behaviours)
+        kept, behaviours = select_behaviours(matrix, parsed.behaviours, keep)
+        write_deg_labels(root / "labels" / annotator / f"{video}.csv", kept, behaviours)
     train = record.train_annotator if record.train_annotator in annotators else annotators[0]
     dataset = Dataset(
-        id=dataset_id, fps=float(record.fps), behaviours=list(parsed.behaviours), annotators=annotators,
+        id=dataset_id, fps=float(record.fps), behaviours=behaviours, annotators=annotators,
         train_annotator=train, videos=videos, synthetic=False,
         flips={"horizontal": bool(record.flips[0]), "vertical": bool(record.flips[1])},
         image_size=tuple(record.resize) if record.resize else None,
         description=f"{record.title}: labels only (videos not available offline)",
-        extra={"source_file": name, "label_only": True}, root=root)
+        extra={"source_file": name, "label_only": True,
+               "dropped_behaviours": sorted(set(parsed.behaviours) - set(behaviours))}, root=root)
     dataset.save()
     return dataset
 
