@@ -21,7 +21,7 @@ test:            ## run the test suite (CPU, tiny profile; fails when no test is
 	$(PY) -m pytest -q
 
 figures:         ## regenerate every figure: PROFILE=tiny|demo|paper, DATASETS="a b" narrows
-	$(SNAKE) --rerun-incomplete --keep-going=false
+	$(SNAKE) --rerun-incomplete
 
 data:            ## prepare the datasets of PROFILE (synthetic generation, downloads or mirror)
 	$(SNAKE) --rerun-incomplete data_all
