@@ -1,0 +1,170 @@
+"""Loading pretrained weights from checkpoints the tests save themselves."""
+from __future__ import annotations
+
+import argparse
+import logging
+
+import pytest
+import torch
+import torchvision
+
+from deg.losses import L2SP
+from deg.models.feature import ExtractorSpec, ResNet3D, Stream, build_two_stream
+from deg.models.flow import build_flow_generator
+from deg.models.pretrained import (SCRATCH_NOTICE, PretrainedError, adapt_stem, load_deepethogram_checkpoint,
+                                   load_torchvision_resnet, maybe_load, pretrained_reference, read_state_dict)
+
+
+def test_adapt_stem_averages_and_repeats():
+    w = torch.randn(64, 3, 7, 7)
+    out = adapt_stem(w, 20)
+    assert out.shape == (64, 20, 7, 7)
+    for c in (0, 7, 19):
+        torch.testing.assert_close(out[:, c], w.mean(dim=1))
+    assert adapt_stem(torch.randn(64, 3, 7, 7, 7), 2).shape == (64, 2, 7, 7, 7)
+    with pytest.raises(PretrainedError):
+        adapt_stem(torch.randn(64, 3), 2)
+
+
+@pytest.fixture(scope="module")
+def imagenet_like(tmp_path_factory):
+    """A torchvision ResNet18 state dict on disk (random weights stand in for ImageNet)."""
+    torch.manual_seed(3)
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
+    torch.save(state, path)
+    return path, state
+
+
+def test_torchvision_resnet_into_20_channel_flow_stream(imagenet_like):
+    path, state = imagenet_like
+    model = build_two_stream("resnet18", 3)
+    fc_before = model.flow.fc.weight.detach().clone()
+    report = load_torchvision_resnet(model.flow, path, in_channels=20)
+    backbone = model.flow.backbone
+    torch.testing.assert_close(backbone.layer3[1].conv2.weight, state["layer3.1.conv2.weight"])
+    torch.testing.assert_close(backbone.bn1.running_var, state["bn1.running_var"])
+    torch.testing.assert_close(backbone.conv1.weight, adapt_stem(state["conv1.weight"], 20))
+    torch.testing.assert_close(model.flow.fc.weight, fc_before)      # the ImageNet head is not loaded
+    assert report.adapted == ["backbone.conv1.weight"]
+    assert set(report.skipped) == {"fc.weight", "fc.bias"}
+    assert set(report.missing) == {"fc.weight", "fc.bias"}
+    assert len(report.loaded) == len(state) - 2
+    assert "adapted" in str(report) and "left at init" in str(report)
+    with pytest.raises(PretrainedError, match="input channels"):
+        load_torchvision_resnet(model.flow, path, in_channels=3)
+
+
+def test_hara_style_3d_checkpoint_with_dataparallel_prefix(tmp_path):
+    torch.manual_seed(0)
+    small = ExtractorSpec(dims=3, blocks=(1, 1, 1, 1))   # a small 3D ResNet: same code as [3, 4, 6, 3]
+    source = ResNet3D(small.blocks, in_channels=3)
+    source.fc = torch.nn.Linear(512, 400)                # a Kinetics-400 head
+    state = {f"module.{k}": v for k, v in source.state_dict().items()}
+    torch.save({"state_dict": state, "epoch": 200, "arch": "resnet-34"}, tmp_path / "hara.pth")
+    stream = Stream(small, in_channels=2, n_classes=3, dropout=0.25)   # a 3D flow stream
+    report = load_torchvision_resnet(stream, tmp_path / "hara.pth")
+    torch.testing.assert_close(stream.backbone.conv1.weight, adapt_stem(source.conv1.weight.detach(), 2))
+    torch.testing.assert_close(stream.backbone.layer4[0].downsample[0].weight, source.layer4[0].downsample[0].weight)
+    assert set(report.skipped) == {"fc.weight", "fc.bias"} and report.adapted == ["backbone.conv1.weight"]
+
+
+def _renamed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Same tensors in the same order under unrelated names (the original code names modules its own way)."""
+    return {f"{prefix}block{i:03d}.{k.rsplit('.', 1)[-1]}": v for i, (k, v) in enumerate(state.items())}
+
+
+@pytest.fixture(scope="module")
+def deepethogram_checkpoint(tmp_path_factory):
+    """A Lightning-style checkpoint of a whole DeepEthogram-f model pretrained on 700 classes."""
+    torch.manual_seed(5)
+    flow_gen = build_flow_generator("tinymotionnet")
+    spatial = torchvision.models.resnet18(weights=None)
+    spatial.fc = torch.nn.Linear(512, 700)
+    flow_cls = torchvision.models.resnet18(weights=None)
+    flow_cls.conv1 = torch.nn.Conv2d(20, 64, 7, 2, 3, bias=False)
+    flow_cls.fc = torch.nn.Linear(512, 700)
+    state = {}
+    state.update(_renamed(flow_gen.state_dict(), "model.flow_generator."))
+    state.update({f"model.spatial_classifier.{k}": v for k, v in spatial.state_dict().items()})
+    state.update({f"model.flow_classifier.{k}": v for k, v in flow_cls.state_dict().items()})
+    path = tmp_path_factory.mktemp("deg") / "checkpoint.pt"
+    torch.save({"state_dict": state, "epoch": 10, "global_step": 1234}, path)
+    return path, flow_gen, spatial, flow_cls
+
+
+def test_deepethogram_flow_generator_by_shape_and_order(deepethogram_checkpoint):
+    path, flow_gen, _, _ = deepethogram_checkpoint
+    torch.manual_seed(99)
+    model = build_flow_generator("tinymotionnet")
+    report = load_deepethogram_checkpoint(model, path, "flow_generator")
+    assert not report.missing and not report.skipped
+    assert len(report.by_order) == len(model.state_dict())
+    for (name, a), b in zip(model.state_dict().items(), flow_gen.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    clip = torch.randn(1, 3, 11, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(clip)[0], flow_gen.eval()(clip)[0])
+
+
+def test_deepethogram_two_stream_via_maybe_load(deepethogram_checkpoint):
+    path, _, spatial, flow_cls = deepethogram_checkpoint
+    model = build_two_stream("resnet18", 4)
+    report = maybe_load(model, path)
+    torch.testing.assert_close(model.spatial.backbone.layer2[0].conv1.weight, spatial.layer2[0].conv1.weight)
+    torch.testing.assert_close(model.flow.backbone.conv1.weight, flow_cls.conv1.weight)   # 20 channels as saved
+    assert {"spatial.fc.weight", "spatial.fc.bias", "flow.fc.weight", "flow.fc.bias"} == set(report.missing)
+    assert report.skipped.count("fc.weight") == 2                                       # the 700-class heads
+    assert not report.adapted
+    # L2-SP towards exactly what was loaded: zero at the start, the new heads decay with beta
+    reference = pretrained_reference(model, report)
+    assert "spatial.fc.weight" not in reference and "flow.backbone.conv1.weight" in reference
+    penalty = L2SP(model, alpha=1.0, beta=0.0, reference=reference, new_names=model.new_parameter_names())
+    assert float(penalty().detach()) == 0.0
+    with torch.no_grad():
+        model.spatial.backbone.conv1.weight.add_(0.1)
+    assert float(penalty().detach()) == pytest.approx(0.5 * 0.01 * model.spatial.backbone.conv1.weight.numel(), rel=1e-4)
+
+
+def test_maybe_load_torchvision_file_fills_both_streams(imagenet_like):
+    path, state = imagenet_like
+    model = build_two_stream("resnet18", 2)
+    report = maybe_load(model, path)
+    torch.testing.assert_close(model.spatial.backbone.conv1.weight, state["conv1.weight"])
+    torch.testing.assert_close(model.flow.backbone.conv1.weight, adapt_stem(state["conv1.weight"], 20))
+    assert report.adapted == ["flow.backbone.conv1.weight"]
+
+
+def test_maybe_load_without_weights_logs_one_line(caplog):
+    model = build_flow_generator("tinymotionnet3d")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with caplog.at_level(logging.WARNING, logger="deg.models.pretrained"):
+        report = maybe_load(model, None)
+    assert [r.getMessage() for r in caplog.records] == [SCRATCH_NOTICE]
+    assert not report.loaded and len(report.missing) == len(before)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_bad_files(tmp_path):
+    model = build_flow_generator("tinymotionnet3d")
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        maybe_load(model, tmp_path / "nope.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_text("not a checkpoint")
+    with pytest.raises(PretrainedError, match="garbage.pt"):
+        maybe_load(model, garbage)
+    # a checkpoint that pickles other objects besides tensors needs an explicit trust decision
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"state_dict": model.state_dict(), "args": argparse.Namespace(lr=1e-4)}, pickled)
+    with pytest.raises(PretrainedError, match="trusted=True"):
+        maybe_load(model, pickled)
+    assert len(maybe_load(model, pickled, trusted=True).loaded) == len(model.state_dict())
+    # tensors of another model: nothing fits
+    other = tmp_path / "other.pt"
+    torch.save({"w": torch.zeros(3, 3)}, other)
+    with pytest.raises(PretrainedError, match="none of"):
+        maybe_load(model, other)
+    with pytest.raises(PretrainedError, match="no 'conv1.weight'"):
+        load_torchvision_resnet(build_two_stream("resnet18", 2).flow, other)
+    with pytest.raises(PretrainedError, match="holds no tensors"):
+        read_state_dict({"epoch": 3})
