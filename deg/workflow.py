@@ -20,6 +20,9 @@ LABEL_ONLY = ("sturman_oft", "sturman_epm")
 # figure id -> notebook name (notebooks/<name>.ipynb) and what it reads.
 FIGURES: dict[str, str] = {
     "fig2": "fig2_datasets",
+    "fig3": "fig3_performance",
+    "fig3_supp": "fig3_supplements",
+    "fig6": "fig6_training_size",
 }
 
 
@@ -71,7 +74,7 @@ class Plan:
         if figure == "fig2":
             return describe + humans
         if figure == "fig6":
-            return self.run_outputs(results, self.subsample_runs)
+            return describe + self.run_outputs(results, self.subsample_runs)
         return describe + humans + self.run_outputs(results)
 
 

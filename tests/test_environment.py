@@ -63,6 +63,8 @@ def test_notebook_is_stripped_and_parameterized(notebook):
     source = next(c.source for c in code if "parameters" in c.metadata.get("tags", []))
     for line in filter(str.strip, source.splitlines()):
         assert re.match(r"^\w+: [\w\[\], |]+ = .+#\s*\S", line), f"{notebook.name}: parameter needs a type and a comment: {line}"
+        # papermill cannot parse a parameters line whose comment holds "=" (it only warns).
+        assert "=" not in line.split("#", 1)[1], f"{notebook.name}: '=' in a parameter comment: {line}"
 
 
 def test_notebooks_exist():
