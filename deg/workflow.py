@@ -19,10 +19,15 @@ LABEL_ONLY = ("sturman_oft", "sturman_epm")
 
 # figure id -> notebook name (notebooks/<name>.ipynb) and what it reads.
 FIGURES: dict[str, str] = {
+    "fig1": "fig1_flow",
     "fig2": "fig2_datasets",
     "fig3": "fig3_performance",
     "fig3_supp": "fig3_supplements",
+    "fig4": "fig4_bouts",
+    "fig5": "fig5_humans",
     "fig6": "fig6_training_size",
+    "tables": "tables",
+    "videos": "videos",
 }
 
 
@@ -68,13 +73,17 @@ class Plan:
     def run_outputs(self, results: str, runs=None) -> list[str]:
         return [f"{results}/{ds}/{preset}/{split}/metrics.csv" for ds, preset, split in (runs or self.runs)]
 
-    def figure_inputs(self, figure: str, results: str) -> list[str]:
+    def figure_inputs(self, figure: str, results: str, data: str = "") -> list[str]:
         describe = [f"{results}/{ds}/describe/time_spent.csv" for ds in self.datasets]
         humans = [f"{results}/{ds}/humans/metrics.csv" for ds in self.human_datasets]
         if figure == "fig2":
             return describe + humans
         if figure == "fig6":
             return describe + self.run_outputs(results, self.subsample_runs)
+        if figure == "tables":
+            return [f"{results}/param_counts.csv"]
+        if figure == "videos":   # the one figure that reads data/: raw frames under the ethograms
+            return self.run_outputs(results) + [f"{data}/{ds}/COMPLETE" for ds in self.run_datasets]
         return describe + humans + self.run_outputs(results)
 
 
