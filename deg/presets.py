@@ -126,6 +126,7 @@ class Profile:
     subsample_draws: int                # random draws per size
     shuffle_repeats: int
     bf16: bool = True               # bfloat16 autocast on CPUs that support it
+    infer_batch: int = 64           # clips per forward pass when extracting features (no gradients)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,8 +136,8 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     # Tests: every code path, seconds per stage.
     "tiny": Profile(
-        name="tiny", image_size=(32, 32),
-        flow_steps=4, feature_steps=4, sequence_steps=6, lr_patience_steps=2,
+        name="tiny", image_size=(16, 16),
+        flow_steps=4, feature_steps=10, sequence_steps=6, lr_patience_steps=4,
         val_every=2, val_batches=2,
         flow_batch=2, feature_batch=4, sequence_batch=2, sequence_length=32,
         n_splits=1, datasets=("synthetic_tiny",), presets=("DEG_f",),
@@ -144,9 +145,9 @@ PROFILES: dict[str, Profile] = {
     ),
     # `make figures` default: synthetic data, all presets, 3 splits, a 2-core CPU in <= 30 min.
     "demo": Profile(
-        name="demo", image_size=(64, 64),
-        flow_steps=150, feature_steps=300, sequence_steps=400, lr_patience_steps=150,
-        val_every=50, val_batches=4,
+        name="demo", image_size=(32, 32),
+        flow_steps=30, feature_steps=60, sequence_steps=100, lr_patience_steps=60,
+        val_every=20, val_batches=4,
         flow_batch=8, feature_batch=16, sequence_batch=8, sequence_length=90,
         n_splits=3, datasets=("synthetic_openfield", "synthetic_distractor"),
         presets=("DEG_f", "DEG_m", "DEG_s"),

@@ -1,0 +1,310 @@
+"""One run = (dataset, preset, split, profile) -> ``results/<profile>/<dataset>/<preset>/<split>/``.
+
+Stages, in series as in the paper (Methods: End-to-end training):
+
+1. ``flow/``: flow generator, self-supervised (MotionNet loss); best = lowest validation loss.
+2. ``feature/``: two-stream feature extractor on the frozen flow generator; best = highest
+   validation mean F1 (background excluded).
+3. ``features/<video>.npz``: spatial (T, 512), flow (T, 512) features and fused logits (T, K)
+   of every frame of every video.
+4. ``sequence/``: TGM on feature snippets; best = highest validation mean F1.
+5. ``predictions/<video>.npz`` + ``thresholds.json``: per-behaviour thresholds maximising F1
+   on the validation videos, bouts shorter than the 1st percentile of the training set's bout
+   lengths removed, background = no other behaviour.
+
+Also ``split.json``, ``run.json`` (provenance) and ``flow_example.npz`` (an 11-frame validation
+clip and its 10 flows, for Figure 1C). The stages' code is in :mod:`deg.train` (one module per
+stage, :mod:`deg.train.keys` for the keys, :mod:`deg.train.store` for the folders).
+
+Caching: each stage stores a *configuration key* (hash of its settings, the code of the modules
+that compute it, and the key of the stage it reads from) in ``config.json`` and ``DONE``. A stage
+whose ``DONE`` carries the current key is reused; one with another key is deleted and recomputed;
+one without ``DONE`` resumes from its ``last.pt``. So changing a sequence-model hyperparameter
+re-runs only the sequence model, calibration and predictions. Every file is written atomically
+(:mod:`deg.io`), ``DONE`` last, so a run killed at any moment (``kill -9``) is resumed by the same
+command. ``run.json`` records parameters, versions, git commit, device, seeds, wall time and steps
+per stage.
+
+Overrides: ``run(..., feature_steps=50)`` replaces a profile field; ``run(..., tgm_n_filters=4)``
+replaces an ``HPARAMS`` entry for this run (visible to every module while the run lasts).
+
+Threads: torch uses as many threads as ``OMP_NUM_THREADS`` says (default: every core). When
+several runs share a machine, give each ``OMP_NUM_THREADS = cores / runs``: oversubscribed
+OpenMP threads wait on each other at every operation (measured: 3-10x slower).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from deg import io, paths, presets, provenance
+from deg.train import common, loop
+from deg.train.keys import STAGES, keys_of, stage_configs
+from deg.train.store import RunBusyError, StageDir, run_lock
+
+__all__ = ["STAGES", "RunBusyError", "resolve_split", "run", "split_name", "stage_configs", "stage_keys"]
+
+# --------------------------------------------------------------------------------------
+# Overrides and context
+# --------------------------------------------------------------------------------------
+def _split_overrides(profile: str, overrides: dict[str, Any]):
+    fields = {f.name for f in dataclasses.fields(presets.Profile)}
+    unknown = sorted(set(overrides) - fields - set(presets.HPARAMS))
+    if unknown:
+        raise TypeError(f"unknown override(s) {unknown}: neither Profile fields nor HPARAMS entries")
+    prof = presets.get_profile(profile, **{k: v for k, v in overrides.items() if k in fields})
+    hp = {k: v for k, v in overrides.items() if k not in fields}
+    return prof, hp
+
+
+@contextlib.contextmanager
+def _patched_hparams(overrides: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """HPARAMS with ``overrides`` applied in place for the duration of a run, then restored."""
+    saved = dict(presets.HPARAMS)
+    presets.HPARAMS.update(overrides)
+    try:
+        yield dict(presets.HPARAMS)
+    finally:
+        presets.HPARAMS.clear()
+        presets.HPARAMS.update(saved)
+
+
+def split_name(split: int | str) -> str:
+    if isinstance(split, (int, np.integer)):
+        return f"split{int(split)}"
+    if re.fullmatch(r"split\d+|sub\d+_d\d+", str(split)):
+        return str(split)
+    raise ValueError(f"split must be an int k, 'split<k>' or 'sub<n>_d<draw>', got {split!r}")
+
+
+def resolve_split(dataset: str, split: int | str, profile: str = "demo", seed: int = 0, **overrides: Any):
+    """The :class:`deg.data.splits.Split` a run with these arguments trains on (nothing is computed)."""
+    from deg.data.datasets import open_dataset
+
+    prof, hp_over = _split_overrides(profile, overrides)
+    with _patched_hparams(hp_over) as hparams:
+        ds = open_dataset(dataset)
+        labels = {v: ds.labels(v) for v in ds.videos
+                  if ds.video_path(v) is not None and ds.has_labels(v, ds.train_annotator)}
+        return _choose_split(split_name(split), ds, labels, prof, seed, hparams)
+
+
+def _choose_split(name: str, dataset, labels: dict[str, np.ndarray], profile, seed: int, hparams):
+    from deg.data.splits import make_splits, subsample_splits
+
+    videos = sorted(labels)
+    match = re.fullmatch(r"split(\d+)", name)
+    if match:
+        k = int(match.group(1))
+        if k >= profile.n_splits:
+            raise ValueError(f"{name}: profile {profile.name!r} has {profile.n_splits} split(s) (0..{profile.n_splits - 1})")
+        return make_splits(videos, labels, n_splits=profile.n_splits, seed=seed,
+                           fractions=hparams["split_fractions"], behaviours=dataset.behaviours)[k]
+    n_train, draw = (int(g) for g in re.fullmatch(r"sub(\d+)_d(\d+)", name).groups())
+    subs = subsample_splits(videos, labels, profile.subsample_videos, profile.subsample_draws, seed,
+                            behaviours=dataset.behaviours)
+    for n, d, split in subs:
+        if (n, d) == (n_train, draw):
+            return split
+    have = ", ".join(f"sub{n}_d{d}" for n, d, _ in subs)
+    notes = "; ".join(subs.notes)
+    raise ValueError(f"{dataset.id}: no subsample split {name} (available: {have or 'none'}){'; ' + notes if notes else ''}")
+
+
+def _context(dataset: str, preset: str, split: int | str, profile, seed: int, device: str | None,
+             progress: bool, hparams: dict[str, Any]) -> common.RunContext:
+    from deg.data.datasets import open_dataset
+    from deg.data.video import video_info
+    from deg.train.clips import resolve_image_size
+
+    ds = open_dataset(dataset)
+    videos = [v for v in ds.videos if ds.video_path(v) is not None]
+    if not videos:
+        raise ValueError(f"dataset {dataset!r} ({ds.root}) has no video files: it can feed label-based "
+                         "analyses only, not training")
+    labels = {v: ds.labels(v) for v in videos if ds.has_labels(v, ds.train_annotator)}
+    name = split_name(split)
+    the_split = _choose_split(name, ds, labels, profile, seed, hparams)
+    native = video_info(ds.video_path(videos[0]))
+    size = resolve_image_size(profile.image_size, ds.image_size, (native.height, native.width))
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return common.RunContext(dataset=ds, preset=presets.get_preset(preset), profile=profile, hparams=hparams,
+                             split=the_split, labels=labels, videos=videos, image_size=size, device=dev,
+                             precision=common.choose_precision(dev, profile.bf16), seed=int(seed), progress=progress)
+
+
+# --------------------------------------------------------------------------------------
+# Stage configurations and keys
+# --------------------------------------------------------------------------------------
+def stage_keys(dataset: str, preset: str, split: int | str = 0, profile: str = "demo", seed: int = 0,
+               **overrides: Any) -> dict[str, str]:
+    """The configuration key of every stage for these arguments (nothing is trained)."""
+    prof, hp_over = _split_overrides(profile, overrides)
+    with _patched_hparams(hp_over) as hparams:
+        ctx = _context(dataset, preset, split, prof, seed, "cpu", False, hparams)
+        return keys_of(stage_configs(ctx))
+
+
+def _fit_record(result: loop.FitResult) -> dict[str, Any]:
+    return {"steps": result.steps, "best_metric": result.best_metric, "best_step": result.best_step,
+            "stopped": result.stopped, "resumed_from": result.resumed_from, "train_wall_s": round(result.wall_s, 3)}
+
+
+# --------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------
+def run(dataset: str, preset: str, split: int | str, profile: str = "demo", seed: int = 0,
+        device: str | None = None, progress: bool = True, **profile_overrides: Any) -> Path:
+    """Run (or resume, or reuse) every stage of one run; returns the run folder.
+
+    ``split``: int k or "split<k>" (the k-th of ``make_splits(..., n_splits=profile.n_splits,
+    seed=seed)``), or "sub<n>_d<d>" (Figure 6: n training videos, draw d; no test set).
+    ``seed`` seeds the split; each stage's model initialisation and sampling use a seed derived
+    from it and the stage name. ``profile_overrides``: Profile fields or HPARAMS entries.
+    """
+    t_run = time.perf_counter()
+    started = provenance.now_iso()
+    prof, hp_over = _split_overrides(profile, profile_overrides)
+    with _patched_hparams(hp_over) as hparams:
+        ctx = _context(dataset, preset, split, prof, seed, device, progress, hparams)
+        run_dir = paths.run_dir(prof.name, dataset, preset, split_name(split))
+        with run_lock(run_dir), _deterministic(ctx.device):
+            return _run_stages(ctx, run_dir, t_run, started, hp_over)
+
+
+@contextlib.contextmanager
+def _deterministic(device: torch.device) -> Iterator[None]:
+    """CUDA: deterministic algorithms where they exist (warn otherwise), no cuDNN autotuning.
+
+    The CPU kernels used here are deterministic already; the flag would only switch some of
+    them to slower paths (measured: ResNet18 backward 2x slower), so it is left off on the CPU.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.backends.cudnn.benchmark = benchmark
+
+
+def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: str,
+                hp_over: dict[str, Any]) -> Path:
+    from deg.train import calibrate, feature, flow, sequence
+
+    configs = stage_configs(ctx)
+    keys = keys_of(configs)
+    io.write_json(run_dir / "split.json", {"train": ctx.split.train, "val": ctx.split.val, "test": ctx.split.test,
+                                           "missing": ctx.split.missing})
+    dirs = {s: StageDir(run_dir / s, keys[s], configs[s]) for s in STAGES}
+    dirs["flow"].extra_outputs = (run_dir / "flow_example.npz",)
+    dirs["predictions"].extra_outputs = (run_dir / "thresholds.json",)
+    records: dict[str, dict[str, Any]] = {}
+    models: dict[str, Any] = {}
+
+    def write_run_json(complete: bool) -> None:
+        provenance.write_run_json(run_dir / "run.json", {
+            "dataset": ctx.dataset.id, "preset": ctx.preset.name, "split": _split_name_of(run_dir),
+            "profile": ctx.profile.to_dict(), "overrides": hp_over, "hparams": ctx.hparams,
+            "preset_config": dataclasses.asdict(ctx.preset), "image_size": list(ctx.image_size),
+            "normalisation": ctx.norm, "seed": ctx.seed,
+            "seeds": {"split": ctx.seed, **{s: common.stage_seed(ctx.seed, s) for s in ("flow", "feature", "sequence")}},
+            "device": provenance.device_info(str(ctx.device)), "precision": ctx.precision.name,
+            "stages": records, "stage_keys": keys, "started_at": started,
+            "wall_s": round(time.perf_counter() - t_run, 3), "complete": complete})
+
+    def stage(name: str, compute) -> dict[str, Any]:
+        sd = dirs[name]
+        done = sd.done()
+        if done is not None:
+            records[name] = dict(done, cached=True)
+        else:
+            sd.prepare()
+            t0 = time.perf_counter()
+            extra = compute(sd.path) or {}
+            records[name] = dict(sd.finish(wall_s=round(time.perf_counter() - t0, 3), **extra), cached=False)
+        write_run_json(complete=False)
+        return records[name]
+
+    def flow_model():
+        if "flow" not in models:
+            models["flow"] = flow.load(ctx, dirs["flow"].path)
+        return models["flow"]
+
+    def feature_model():
+        if "feature" not in models:
+            models["feature"] = feature.load(ctx, dirs["feature"].path)
+        return models["feature"]
+
+    # 1. flow generator
+    def do_flow(path: Path):
+        norm_path = path / "norm.json"
+        if norm_path.exists():
+            ctx.norm = io.read_json(norm_path)
+        else:
+            io.write_json(norm_path, ctx.compute_norm())
+        result = flow.train(ctx, path, keys["flow"])
+        example = flow.example(ctx, flow.load(ctx, path))
+        io.write_npz(run_dir / "flow_example.npz", key=np.array(keys["flow"]), **example)
+        return _fit_record(result)
+
+    stage("flow", do_flow)
+    ctx.norm = io.read_json(dirs["flow"].path / "norm.json")
+    if not (run_dir / "flow_example.npz").exists():
+        io.write_npz(run_dir / "flow_example.npz", key=np.array(keys["flow"]), **flow.example(ctx, flow_model()))
+
+    # 2. feature extractor
+    stage("feature", lambda path: _fit_record(feature.train(ctx, path, keys["feature"], flow_model())))
+
+    # 3. features of every frame of every video
+    def do_features(path: Path):
+        written = feature.extract(ctx, path, flow_model(), feature_model(), batch=ctx.profile.infer_batch)
+        return {"steps": len(ctx.videos), "videos_written_last_attempt": len(written)}
+
+    stage("features", do_features)
+    models.clear()                       # image models are no longer needed: free their memory
+
+    def features() -> dict[str, dict[str, np.ndarray]]:
+        if "features" not in models:
+            models["features"] = sequence.load_features(dirs["features"].path, ctx.videos)
+        return models["features"]
+
+    # 4. sequence model
+    stage("sequence", lambda path: _fit_record(sequence.train(ctx, path, keys["sequence"], features())))
+
+    # 5. calibration + predictions
+    def do_predictions(path: Path):
+        n_features = next(iter(features().values()))["x"].shape[1]
+        seq_model = sequence.load(ctx, dirs["sequence"].path, n_features)
+        thresholds = calibrate.predict_all(ctx, path, run_dir, seq_model, features())
+        return {"steps": len(ctx.videos), "thresholds": thresholds}
+
+    stage("predictions", do_predictions)
+    write_run_json(complete=True)
+    wall = time.perf_counter() - t_run
+    fe_f1, seq_f1 = records["feature"].get("best_metric"), records["sequence"].get("best_metric")
+    cached = sum(bool(r.get("cached")) for r in records.values())
+    print(f"deg run {ctx.dataset.id}/{ctx.preset.name}/{_split_name_of(run_dir)} [{ctx.profile.name}]: "
+          f"{wall:.1f} s, val F1 {_fmt(seq_f1)} (feature extractor {_fmt(fe_f1)}), "
+          f"{cached}/{len(STAGES)} stages cached -> {run_dir}")
+    return run_dir
+
+
+def _split_name_of(run_dir: Path) -> str:
+    return Path(run_dir).name
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"

@@ -1,0 +1,116 @@
+"""Stage 1: the flow generator, self-supervised on the training videos' frames (MotionNet loss).
+
+Paper (Methods: Flow generators, Loss functions, Training protocol): 11 RGB frames in, 10 flows
+out at 1/2, 1/4 and 1/8 resolution; loss = photometric (Charbonnier) + SSIM + smoothness
+(+ sparsity for TinyMotionNet3D) + L2-SP towards the pretrained weights (alpha only: no new
+weights); best = lowest validation loss.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deg.train.clips import FrameSampler
+from deg.train.common import RunContext, load_pretrained, prepare_model, seed_everything, stage_seed
+from deg.train.loop import FitResult, LoopConfig, fit, load_best_weights
+
+STAGE = "flow"
+PART = "flow_generator"          # name of a pretrained checkpoint (deg.train.common.pretrained_file)
+
+
+def build(ctx: RunContext, pretrained: bool = False, on_device: bool = True) -> torch.nn.Module:
+    """The preset's flow generator; on the run's device unless ``on_device`` is False."""
+    from deg.models.flow import build_flow_generator
+
+    model = build_flow_generator(ctx.preset.flow_generator, n_frames=ctx.preset.n_flow_frames,
+                                 max_displacement=ctx.hparams["flow_max_displacement"])
+    if pretrained:
+        load_pretrained(model, ctx.preset.name, PART)
+    return model if not on_device else prepare_model(model, ctx.device)
+
+
+def loop_config(ctx: RunContext) -> LoopConfig:
+    p, h = ctx.profile, ctx.hparams
+    return LoopConfig(max_steps=p.flow_steps, val_every=p.val_every, patience_steps=p.lr_patience_steps,
+                      lr=h["lr"], lr_factor=h["lr_factor"], lr_min=h["lr_min"], mode="min")
+
+
+def _reg(model: torch.nn.Module, ctx: RunContext):
+    """L2-SP towards the starting weights; a flow generator has no new weights (beta unused).
+
+    The starting weights are the pretrained ones when a checkpoint is supplied, else the random
+    initialisation ("decay weights towards their initial values").
+    """
+    from deg.losses import L2SP
+
+    reference = {k: v.detach().clone() for k, v in model.named_parameters()}
+    return L2SP(model, alpha=ctx.hparams["flow_l2sp_alpha"], beta=0.0, reference=reference, new_names=())
+
+
+def train(ctx: RunContext, stage_dir: Path, key: str) -> FitResult:
+    from deg.losses import motionnet_loss
+
+    np_rng, gen = seed_everything(stage_seed(ctx.seed, STAGE))
+    model = build(ctx, pretrained=True)
+    reg = _reg(model, ctx)
+    n = ctx.preset.n_flow_frames
+    lengths = ctx.lengths()
+    sampler = FrameSampler(lengths, ctx.split.train, np_rng)
+    val_videos, val_centers = FrameSampler(lengths, ctx.split.val, np.random.default_rng(0)).spaced(
+        ctx.profile.val_batches * ctx.profile.flow_batch)
+    augment = ctx.augmenter()
+    batch = ctx.profile.flow_batch
+
+    def train_step(step: int) -> torch.Tensor:
+        videos, centers = sampler.sample(batch)
+        raw, clip = ctx.clip_batch(videos, centers, n, augment, gen)
+        flows = model(clip.contiguous())
+        # The photometric/SSIM terms compare images in their natural [0, 1] range (SSIM's
+        # constants assume it); the network itself sees standardised input.
+        total, _ = motionnet_loss(raw, [f.float() for f in flows], model.is_3d)
+        return total + reg()
+
+    def validate() -> float:
+        losses, weights = [], []
+        for start in range(0, len(val_centers), batch):
+            v, c = val_videos[start:start + batch], val_centers[start:start + batch]
+            raw, clip = ctx.clip_batch(v, c, n)
+            total, _ = motionnet_loss(raw, [f.float() for f in model(clip)], model.is_3d)
+            losses.append(float(total))
+            weights.append(len(c))
+        return float(np.average(losses, weights=weights))
+
+    return fit(stage_dir, model, train_step, validate, loop_config(ctx), key=key,
+               generators={"sampler": np_rng, "augment": gen}, precision=ctx.precision,
+               desc=f"{STAGE} {ctx.preset.flow_generator}", progress=ctx.progress)
+
+
+def load(ctx: RunContext, stage_dir: Path) -> torch.nn.Module:
+    """The best flow generator, frozen, in eval mode."""
+    model = prepare_model(load_best_weights(stage_dir, lambda: build(ctx, on_device=False)), ctx.device,
+                          training=False)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+@torch.no_grad()
+def example(ctx: RunContext, model: torch.nn.Module) -> dict[str, np.ndarray]:
+    """One clip of the first validation video (its middle frame) and its finest-scale flows.
+
+    Returns {"frames": uint8 (n, H, W, 3), "flows": float32 (n-1, 2, H/2, W/2), "video", "center"}
+    for the Figure 1C panel.
+    """
+    video = ctx.split.val[0] if ctx.split.val else ctx.split.train[0]
+    center = len(ctx.frames[video]) // 2
+    n = ctx.preset.n_flow_frames
+    from deg.train.clips import gather_clips
+
+    frames = gather_clips(ctx.frames, [video], np.array([center]), n)[0]
+    _, clip = ctx.clip_batch([video], np.array([center]), n)
+    with ctx.precision.autocast():
+        flows = model(clip)[0].float()
+    flows = flows[0].reshape(n - 1, 2, *flows.shape[-2:]).cpu().numpy().astype(np.float32)
+    return {"frames": frames, "flows": flows, "video": np.array(video), "center": np.array(center)}

@@ -1,0 +1,247 @@
+"""Whole runs of the pipeline on synthetic_tiny (tiny profile): outputs, caching, kill -9, determinism.
+
+The real models, losses, video decoding and postprocessing run; only the sizes are small.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from deg import paths, pipeline
+from deg.presets import HPARAMS, get_profile
+
+pytestmark = pytest.mark.slow
+
+DATASET, PRESET = "synthetic_tiny", "DEG_f"
+STAGE_DIRS = ("flow", "feature", "sequence")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """Module-wide DEG_DATA / DEG_RESULTS / DEG_FIGURES with synthetic_tiny generated once."""
+    from deg.data import synthetic
+
+    root = tmp_path_factory.mktemp("pipeline")
+    mp = pytest.MonkeyPatch()
+    for var, name in (("DEG_DATA", "data"), ("DEG_RESULTS", "results"), ("DEG_FIGURES", "figures")):
+        (root / name).mkdir()
+        mp.setenv(var, str(root / name))
+    # One thread: the tensors of the tiny profile are too small to gain from two, and on a busy
+    # machine two OpenMP threads wait on each other at every op (measured: 2-3x slower).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    mp.setenv("OMP_NUM_THREADS", "1")
+    synthetic.generate(DATASET, progress=False)
+    yield root
+    torch.set_num_threads(threads)
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(workspace):
+    t0 = time.perf_counter()
+    run_dir = pipeline.run(DATASET, PRESET, 0, profile="tiny", progress=False)
+    return run_dir, time.perf_counter() - t0
+
+
+def _run_json(run_dir: Path) -> dict:
+    return json.loads((run_dir / "run.json").read_text())
+
+
+def _val_metrics(run_dir: Path) -> dict[str, list[float]]:
+    return {s: pd.read_csv(run_dir / s / "log.csv")["val_metric"].tolist() for s in STAGE_DIRS}
+
+
+def test_whole_tiny_run_writes_every_output(tiny_run, workspace):
+    from deg.data.datasets import open_dataset
+
+    run_dir, wall = tiny_run
+    assert run_dir == paths.results_dir() / "tiny" / DATASET / PRESET / "split0"
+    assert wall < 180, f"a tiny run took {wall:.0f} s"
+    ds = open_dataset(DATASET)
+    K = len(ds.behaviours)
+
+    split = json.loads((run_dir / "split.json").read_text())
+    assert sorted(split["train"] + split["val"] + split["test"]) == sorted(ds.videos)
+    assert split["train"] and split["val"] and split["test"]
+
+    for stage in STAGE_DIRS:
+        for name in ("best.pt", "last.pt", "log.csv", "config.json", "DONE"):
+            assert (run_dir / stage / name).is_file(), f"{stage}/{name}"
+        log = pd.read_csv(run_dir / stage / "log.csv")
+        assert list(log.columns[:4]) == ["step", "lr", "train_loss", "val_metric"] and len(log) >= 1
+        assert np.isfinite(log["train_loss"]).all()
+
+    thresholds = json.loads((run_dir / "thresholds.json").read_text())
+    for key in ("sequence", "feature_extractor", "min_bout"):
+        assert len(thresholds[key]) == K
+    assert all(m >= 1 for m in thresholds["min_bout"])
+
+    for video in ds.videos:
+        labels = ds.labels(video)
+        T = len(labels)
+        with np.load(run_dir / "features" / f"{video}.npz") as z:
+            assert z["spatial"].shape == (T, 512) and z["flow"].shape == (T, 512)
+            assert z["fe_logits"].shape == (T, K) and np.isfinite(z["spatial"]).all()
+        with np.load(run_dir / "predictions" / f"{video}.npz") as z:
+            probs, preds = z["probs"], z["preds"]
+            assert probs.shape == labels.shape and probs.dtype == np.float32
+            assert ((probs >= 0) & (probs <= 1)).all()
+            assert preds.shape == labels.shape and preds.dtype == np.uint8
+            assert set(np.unique(preds)) <= {0, 1}
+            # background = no other behaviour
+            assert (preds[:, 0] == (preds[:, 1:].sum(axis=1) == 0)).all()
+            assert z["fe_probs"].shape == labels.shape and z["fe_preds"].shape == labels.shape
+
+    with np.load(run_dir / "flow_example.npz") as z:
+        H, W = get_profile("tiny").image_size
+        assert z["frames"].shape == (11, H, W, 3) and z["frames"].dtype == np.uint8
+        assert z["flows"].shape == (10, 2, H // 2, W // 2) and z["flows"].dtype == np.float32
+        assert np.isfinite(z["flows"]).all() and str(z["video"]) in split["val"]
+
+    record = _run_json(run_dir)
+    assert record["complete"] is True and record["dataset"] == DATASET and record["split"] == "split0"
+    assert set(record["stages"]) == set(pipeline.STAGES) == set(record["stage_keys"])
+    assert all(r["cached"] is False and r["wall_s"] >= 0 for r in record["stages"].values())
+    assert record["stages"]["flow"]["steps"] >= 1 and record["stages"]["sequence"]["steps"] >= 1
+    assert record["versions"]["torch"] and record["device"]["device"] == "cpu"
+    assert len(set(record["seeds"].values())) == len(record["seeds"])   # split and model seeds differ
+    assert record["profile"]["name"] == "tiny" and record["hparams"]["lr"] == HPARAMS["lr"]
+    assert "commit" in record["git"]
+    assert len(record["normalisation"]["mean"]) == 3
+
+
+def test_second_run_is_cached_and_changes_rerun_only_what_depends_on_them(tiny_run):
+    run_dir, first_wall = tiny_run
+    before = _val_metrics(run_dir)
+    mtime = (run_dir / "sequence" / "best.pt").stat().st_mtime_ns
+
+    t0 = time.perf_counter()
+    pipeline.run(DATASET, PRESET, 0, profile="tiny", progress=False)
+    assert time.perf_counter() - t0 < min(10.0, first_wall / 2)
+    assert all(r["cached"] for r in _run_json(run_dir)["stages"].values())
+    assert (run_dir / "sequence" / "best.pt").stat().st_mtime_ns == mtime
+
+    # Which stage keys a change touches (nothing is trained to find out).
+    base = pipeline.stage_keys(DATASET, PRESET, 0, profile="tiny")
+    assert base == _run_json(run_dir)["stage_keys"]
+
+    def changed(**override):
+        keys = pipeline.stage_keys(DATASET, PRESET, 0, profile="tiny", **override)
+        return {s for s in pipeline.STAGES if keys[s] != base[s]}
+
+    alpha = HPARAMS["sequence_l2_alpha"]
+    assert changed(sequence_l2_alpha=2 * alpha) == {"sequence", "predictions"}
+    assert changed(tgm_n_filters=HPARAMS["tgm_n_filters"] + 1) == {"sequence", "predictions"}
+    assert changed(bout_percentile=5.0) == {"predictions"}
+    assert changed(fe_dropout=0.5) == {"feature", "features", "sequence", "predictions"}
+    assert changed(flow_ssim_weight=0.5) == set(pipeline.STAGES)
+    assert changed(sequence_steps=7) == {"sequence", "predictions"}
+    assert changed(shuffle_repeats=3) == set()                 # evaluation only
+    assert pipeline.stage_keys(DATASET, PRESET, 0, profile="tiny", seed=1) != base
+
+    # A sequence hyperparameter: only sequence + calibration + predictions run again.
+    pipeline.run(DATASET, PRESET, 0, profile="tiny", progress=False, sequence_l2_alpha=2 * alpha)
+    record = _run_json(run_dir)
+    assert {s: r["cached"] for s, r in record["stages"].items()} == {
+        "flow": True, "feature": True, "features": True, "sequence": False, "predictions": False}
+    assert record["overrides"] == {"sequence_l2_alpha": 2 * alpha}
+    assert HPARAMS["sequence_l2_alpha"] == alpha                # the override did not leak
+    assert (run_dir / "thresholds.json").exists()
+
+    # Back to the defaults: the sequence model is retrained and gives the same metrics as before.
+    pipeline.run(DATASET, PRESET, 0, profile="tiny", progress=False)
+    assert _val_metrics(run_dir) == before
+
+
+@pytest.fixture(scope="module")
+def killed_run(workspace):
+    """The tiny run again, in its own results folder, killed with SIGKILL in the middle of the
+    feature stage (after its first checkpoint), then run again by the same call in-process."""
+    results = workspace / "results_kill"
+    env = dict(os.environ, DEG_RESULTS=str(results))
+    code = f"from deg import pipeline; pipeline.run({DATASET!r}, {PRESET!r}, 0, profile='tiny', progress=False)"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    run_dir = results / "tiny" / DATASET / PRESET / "split0"
+    log = run_dir / "feature" / "log.csv"
+    deadline = time.monotonic() + 170
+    try:
+        while time.monotonic() < deadline and proc.poll() is None and not log.exists():
+            time.sleep(0.02)
+        assert proc.poll() is None, f"the run ended before it could be killed:\n{proc.stdout.read().decode()}"
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    state = {"feature_done": (run_dir / "feature" / "DONE").exists(), "flow_done": (run_dir / "flow" / "DONE").exists(),
+             "predictions": (run_dir / "predictions").exists()}
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DEG_RESULTS", str(results))
+    try:
+        pipeline.run(DATASET, PRESET, 0, profile="tiny", progress=False)
+    finally:
+        mp.undo()
+    return run_dir, state
+
+
+def test_kill_9_mid_stage_then_resume(killed_run):
+    run_dir, at_kill = killed_run
+    assert at_kill == {"feature_done": False, "flow_done": True, "predictions": False}
+    record = _run_json(run_dir)
+    assert record["complete"] is True
+    assert record["stages"]["flow"]["cached"] is True          # finished before the kill: reused
+    feature = record["stages"]["feature"]
+    assert feature["cached"] is False and feature["resumed_from"] > 0
+    assert feature["steps"] == get_profile("tiny").feature_steps
+    val_every = get_profile("tiny").val_every
+    steps = pd.read_csv(run_dir / "feature" / "log.csv")["step"].tolist()
+    assert steps == list(range(val_every, feature["steps"] + 1, val_every))   # no lost or repeated rows
+    assert not list(run_dir.rglob(".tmp-*"))
+    assert len(list((run_dir / "predictions").glob("*.npz"))) == 5
+
+
+def test_same_seed_same_validation_metrics(tiny_run, killed_run):
+    """Two runs with the same seed on the CPU -- one of them killed and resumed -- agree exactly."""
+    run_dir, _ = tiny_run
+    again, _ = killed_run
+    assert again != run_dir
+    assert _val_metrics(again) == _val_metrics(run_dir)
+    for video in json.loads((run_dir / "split.json").read_text())["test"]:
+        with np.load(run_dir / "predictions" / f"{video}.npz") as a, np.load(again / "predictions" / f"{video}.npz") as b:
+            np.testing.assert_array_equal(a["probs"], b["probs"])
+            np.testing.assert_array_equal(a["preds"], b["preds"])
+
+
+def test_run_refuses_a_busy_run_folder(tiny_run):
+    run_dir, _ = tiny_run
+    with open(run_dir / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        with pytest.raises(pipeline.RunBusyError, match="another process"):
+            pipeline.run(DATASET, PRESET, 0, profile="tiny", progress=False)
+
+
+def test_split_names(workspace):
+    split = pipeline.resolve_split(DATASET, 0, profile="tiny")
+    assert split.train and split.val and split.test
+    sub = pipeline.resolve_split(DATASET, "sub2_d0", profile="tiny")
+    assert len(sub.train) == 2 and sub.test == []
+    with pytest.raises(ValueError, match="sub1_d0"):
+        pipeline.resolve_split(DATASET, "sub9_d0", profile="tiny")
+    with pytest.raises(ValueError, match="1 split"):
+        pipeline.resolve_split(DATASET, 3, profile="tiny")
+    with pytest.raises(ValueError, match="split must be"):
+        pipeline.split_name("fold1")
+    with pytest.raises(TypeError, match="unknown override"):
+        pipeline.run(DATASET, PRESET, 0, profile="tiny", not_a_setting=1)
