@@ -1,0 +1,61 @@
+"""deg.bench --quick: every stage measured for DEG_f at 64 x 64 on the CPU, valid bench.json."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from deg import bench, provenance
+from deg.figs.tables import read_bench
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)        # tiny tensors; two OpenMP threads on a busy 2-core machine are slower
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_quick_bench_writes_every_stage(tmp_path, one_thread, capsys):
+    out = tmp_path / "bench.json"
+    code = bench.main(["--quick", "--presets", "DEG_f", "--sizes", "64", "--frames", "12", "--device", "cpu",
+                       "--out", str(out)])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert set(data) == {"device", "cpu", "torch", "created", "rows"}
+    assert data["device"] == f"cpu: {provenance.cpu_name()}, 1 threads"
+    assert data["cpu"] == provenance.cpu_name() and data["torch"] == torch.__version__
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", data["created"])
+
+    rows = data["rows"]
+    assert [r["stage"] for r in rows] == list(bench.STAGES)
+    for row in rows:
+        rate, count = ("frames_per_s", "n_frames") if row["stage"] == "inference" else ("steps_per_s", "n_steps")
+        assert set(row) == {"preset", "height", "width", "device", "precision", "stage", rate, count, "batch"}
+        assert row["preset"] == "DEG_f" and row["height"] == row["width"] == 64
+        assert row["device"] == data["device"] and row["precision"] == "fp32"
+        assert np.isfinite(row[rate]) and row[rate] > 0
+        assert row[count] >= 1 and row["batch"] >= 1
+    inference = rows[0]
+    assert bench.MIN_FRAMES <= inference["n_frames"] <= 12 and inference["batch"] <= inference["n_frames"]
+    tiny = bench.presets.get_profile("tiny")           # --quick uses the tiny profile's batch sizes
+    assert rows[1]["batch"] <= tiny.flow_batch and rows[2]["batch"] <= tiny.feature_batch  # (budget may cut)
+    assert rows[3]["batch"] == tiny.sequence_batch
+
+    printed = capsys.readouterr().out
+    assert printed.count("DEG_f") == 4 and "train_feature" in printed and str(out) in printed
+    # The figure notebook's reader accepts it
+    table = read_bench(out)
+    assert len(table["rows"]) == 4
+
+
+def test_synthetic_frames_move_and_stream():
+    chunks = list(bench.synthetic_frames(40, 32, 48, chunk=16))
+    assert [c.shape for c in chunks] == [(16, 32, 48, 3), (16, 32, 48, 3), (8, 32, 48, 3)]
+    frames = np.concatenate(chunks)
+    assert frames.dtype == np.uint8 and np.abs(np.diff(frames.astype(int), axis=0)).mean() > 0.5
+    np.testing.assert_array_equal(np.concatenate(list(bench.synthetic_frames(40, 32, 48, chunk=40))), frames)
