@@ -42,7 +42,6 @@ import contextlib
 import dataclasses
 import gc
 import logging
-import math
 import sys
 import tempfile
 import time
@@ -117,33 +116,21 @@ def _timed_fit(module, device: torch.device, budget_s: float, max_steps: int,
                record: dict[str, Any]) -> Iterator[None]:
     """Within the block, ``module.fit`` (the stage's training loop) times its training step instead.
 
-    Each step is what :func:`deg.train.loop.fit` does per step: zero_grad, ``train_step`` under
-    autocast, backward (through the gradient scaler for fp16), Adam step, and reading the loss.
+    Each step is :func:`deg.train.loop.optimisation_step`, the very step :func:`deg.train.loop.fit`
+    takes (zero_grad, ``train_step`` under autocast, backward, the weight penalty, the Adam step).
     One untimed warm-up step, then as many steps as fit in ``budget_s`` (1 to ``max_steps``).
     """
-    from deg.train.loop import FitResult, Precision
+    from deg.train.loop import FitResult, Precision, make_optimizer, optimisation_step
 
-    def fit(stage_dir, model, train_step: Callable[[int], torch.Tensor], validate, cfg, *, parameters=None,
+    def fit(stage_dir, model, train_step: Callable[[int], torch.Tensor], validate, cfg, *, regulariser=None,
             precision: Precision | None = None, **_ignored) -> FitResult:
         precision = precision or Precision()
-        params = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=cfg.lr)
+        optimizer = make_optimizer(model, cfg.lr, regulariser)
         scaler = precision.make_scaler()
         model.train()
 
         def step(i: int) -> None:
-            optimizer.zero_grad(set_to_none=True)
-            with precision.autocast():
-                loss = train_step(i)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            if not math.isfinite(float(loss.detach())):
-                raise FloatingPointError(f"bench: non-finite training loss at step {i}")
+            optimisation_step(train_step, i, optimizer, precision, scaler, regulariser)
 
         t0 = time.perf_counter()
         step(1)

@@ -54,12 +54,16 @@ __all__ = ["STAGES", "RunBusyError", "resolve_split", "run", "split_name", "stag
 # --------------------------------------------------------------------------------------
 # Overrides and context
 # --------------------------------------------------------------------------------------
-def _split_overrides(profile: str, overrides: dict[str, Any]):
+def _split_overrides(profile: str, overrides: dict[str, Any], preset: str | None = None):
+    """(profile for ``preset`` with the Profile-field overrides, {HPARAMS overrides})."""
     fields = {f.name for f in dataclasses.fields(presets.Profile)}
     unknown = sorted(set(overrides) - fields - set(presets.HPARAMS))
     if unknown:
         raise TypeError(f"unknown override(s) {unknown}: neither Profile fields nor HPARAMS entries")
-    prof = presets.get_profile(profile, **{k: v for k, v in overrides.items() if k in fields})
+    prof = presets.get_profile(profile)
+    if preset is not None:
+        prof = prof.for_preset(preset)
+    prof = dataclasses.replace(prof, **{k: v for k, v in overrides.items() if k in fields})
     hp = {k: v for k, v in overrides.items() if k not in fields}
     return prof, hp
 
@@ -146,7 +150,7 @@ def _context(dataset: str, preset: str, split: int | str, profile, seed: int, de
 def stage_keys(dataset: str, preset: str, split: int | str = 0, profile: str = "demo", seed: int = 0,
                **overrides: Any) -> dict[str, str]:
     """The configuration key of every stage for these arguments (nothing is trained)."""
-    prof, hp_over = _split_overrides(profile, overrides)
+    prof, hp_over = _split_overrides(profile, overrides, preset)
     with _patched_hparams(hp_over) as hparams:
         ctx = _context(dataset, preset, split, prof, seed, "cpu", False, hparams)
         return keys_of(stage_configs(ctx))
@@ -171,7 +175,7 @@ def run(dataset: str, preset: str, split: int | str, profile: str = "demo", seed
     """
     t_run = time.perf_counter()
     started = provenance.now_iso()
-    prof, hp_over = _split_overrides(profile, profile_overrides)
+    prof, hp_over = _split_overrides(profile, profile_overrides, preset)
     with _patched_hparams(hp_over) as hparams:
         ctx = _context(dataset, preset, split, prof, seed, device, progress, hparams)
         run_dir = paths.run_dir(prof.name, dataset, preset, split_name(split))

@@ -245,3 +245,13 @@ def test_split_names(workspace):
         pipeline.split_name("fold1")
     with pytest.raises(TypeError, match="unknown override"):
         pipeline.run(DATASET, PRESET, 0, profile="tiny", not_a_setting=1)
+
+
+def test_profile_for_a_preset_then_user_overrides():
+    demo = get_profile("demo")
+    for preset, changes in demo.preset_overrides.items():
+        prof, hp = pipeline._split_overrides("demo", {}, preset)
+        assert all(getattr(prof, k) == v for k, v in changes.items()) and hp == {}
+    prof, hp = pipeline._split_overrides("demo", {"image_size": (24, 24), "tgm_n_filters": 4}, "DEG_s")
+    assert prof.image_size == (24, 24) and hp == {"tgm_n_filters": 4}      # the caller has the last word
+    assert pipeline._split_overrides("demo", {}, "DEG_f")[0].image_size == demo.image_size

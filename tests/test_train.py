@@ -49,7 +49,8 @@ def _toy_problem(seed: int = 0, interrupt_at: int | None = None):
     return model, train_step, validate, {"rng": rng, "gen": gen}
 
 
-CFG = LoopConfig(max_steps=12, val_every=3, patience_steps=100, lr=1e-2, lr_factor=0.1, lr_min=5e-7, mode="min")
+CFG = LoopConfig(max_steps=12, val_every=3, patience_steps=100, lr=1e-2, lr_factor=0.1, lr_min=5e-7, mode="min",
+                 checkpoint_min_interval_s=0.0)      # a checkpoint at every validation
 
 
 def test_fit_writes_last_best_and_log(tmp_path):
@@ -87,6 +88,48 @@ def test_fit_resumes_exactly_after_interruption(tmp_path):
                                   pd.read_csv(tmp_path / "full" / "log.csv")[cols])
 
 
+def test_spaced_checkpoints_keep_best_no_older_than_last(tmp_path):
+    """With validation checkpoints rationed, a kill loses more steps but nothing inconsistent."""
+    import dataclasses
+
+    cfg = dataclasses.replace(CFG, checkpoint_min_interval_s=1e9)    # first and last validation only
+    model, step, val, gens = _toy_problem()
+    fit(tmp_path / "full", model, step, val, cfg, key="k", generators=gens, progress=False)
+    full = {k: v.clone() for k, v in model.state_dict().items()}
+    best_full = load_checkpoint(tmp_path / "full" / "best.pt")
+    model, step, val, gens = _toy_problem(interrupt_at=11)
+    with pytest.raises(_Interrupt):
+        fit(tmp_path / "cut", model, step, val, cfg, key="k", generators=gens, progress=False)
+    last = load_checkpoint(tmp_path / "cut" / "last.pt")["state"]
+    assert last["step"] == 3 and load_checkpoint(tmp_path / "cut" / "best.pt")["step"] == last["best_step"]
+    model, step, val, gens = _toy_problem(seed=5)
+    fit(tmp_path / "cut", model, step, val, cfg, key="k", generators=gens, progress=False)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, full[name]), name
+    best = load_checkpoint(tmp_path / "cut" / "best.pt")
+    assert best["step"] == best_full["step"] and best["metric"] == best_full["metric"]
+    assert pd.read_csv(tmp_path / "cut" / "log.csv")["step"].tolist() == [3, 6, 9, 12]
+
+
+def test_time_based_checkpoints_between_validations_resume_exactly(tmp_path):
+    cfg = LoopConfig(max_steps=12, val_every=6, patience_steps=100, lr=1e-2, lr_factor=0.1, lr_min=5e-7,
+                     mode="min", checkpoint_every_s=0.0, checkpoint_min_interval_s=0.0)  # after every step
+    model, step, val, gens = _toy_problem()
+    fit(tmp_path / "full", model, step, val, cfg, key="k", generators=gens, progress=False)
+    full = {k: v.clone() for k, v in model.state_dict().items()}
+    model, step, val, gens = _toy_problem(interrupt_at=9)
+    with pytest.raises(_Interrupt):
+        fit(tmp_path / "cut", model, step, val, cfg, key="k", generators=gens, progress=False)
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["state"]["step"] == 8
+    model, step, val, gens = _toy_problem(seed=7)
+    assert fit(tmp_path / "cut", model, step, val, cfg, key="k", generators=gens, progress=False).resumed_from == 8
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, full[name]), name
+    cols = ["step", "lr", "train_loss", "val_metric"]        # train_loss averages steps 7-12 of both attempts
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "cut" / "log.csv")[cols],
+                                  pd.read_csv(tmp_path / "full" / "log.csv")[cols])
+
+
 def test_fit_ignores_checkpoint_of_other_configuration(tmp_path):
     model, step, val, gens = _toy_problem(interrupt_at=5)
     with pytest.raises(_Interrupt):
@@ -113,6 +156,40 @@ def test_nonfinite_loss_is_an_error(tmp_path):
     with pytest.raises(FloatingPointError, match="step 1"):
         fit(tmp_path, model, lambda s: model(torch.ones(1, 2)).sum() * float("nan"), lambda: 0.0, cfg,
             progress=False)
+
+
+def test_weight_penalty_matches_the_l2sp_loss():
+    """Adam with WeightPenalty takes exactly the step of Adam on loss + deg.losses.L2SP."""
+    from deg.losses import L2SP
+    from deg.train.loop import WeightPenalty
+
+    def make():
+        torch.manual_seed(0)
+        # (no conv bias before BatchNorm: its gradient is ~0 and Adam would amplify rounding noise)
+        net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, bias=False), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                                  torch.nn.Linear(4 * 6 * 6, 2))
+        ref = {k: v.detach() + 0.1 for k, v in net.named_parameters()}   # a "pretrained" anchor
+        return net, ref
+
+    x = torch.randn(5, 3, 8, 8)
+    net_a, ref = make()
+    reg_a = L2SP(net_a, alpha=0.3, beta=0.2, reference=ref, new_names={"3.weight", "3.bias"})
+    opt_a = torch.optim.Adam(net_a.parameters(), lr=1e-2)
+    net_b, _ = make()
+    reg_b = WeightPenalty(net_b, alpha=0.3, beta=0.2, reference=ref, new_names={"3.weight", "3.bias"})
+    opt_b = torch.optim.Adam(reg_b.param_groups(), lr=1e-2, fused=True)
+    assert reg_b.value() == pytest.approx(float(reg_a().detach()), rel=1e-6)
+    for _ in range(3):
+        opt_a.zero_grad()
+        (net_a(x).square().mean() + reg_a()).backward()
+        opt_a.step()
+        opt_b.zero_grad()
+        net_b(x).square().mean().backward()
+        reg_b.add_gradient()
+        opt_b.step()
+    for (name, a), b in zip(net_a.named_parameters(), net_b.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    assert reg_b.value() == pytest.approx(float(reg_a().detach()), rel=1e-5)
 
 
 # --------------------------------------------------------------------------------------

@@ -52,11 +52,13 @@ def frame_cache_path(dataset_id: str, video: str, video_path: Path, size: tuple[
 
 def load_frames(dataset, videos: Sequence[str], size: tuple[int, int], progress: bool = False) -> dict[str, np.ndarray]:
     """{video: uint8 (T, H, W, 3)} at ``size``, decoded once and cached (see module docstring)."""
+    from tqdm.auto import tqdm
+
     from deg.data.video import iter_frames, video_info
 
     out: dict[str, np.ndarray] = {}
     total = 0
-    for video in videos:
+    for video in tqdm(videos, desc=f"frames {size[0]}x{size[1]}", disable=not progress, leave=False):
         path = dataset.video_path(video)
         if path is None:
             raise ValueError(f"dataset {dataset.id!r} ({dataset.root}): no video file for {video!r} "

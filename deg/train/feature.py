@@ -19,7 +19,7 @@ import torch
 from deg import io
 from deg.train.clips import FrameSampler
 from deg.train.common import RunContext, load_pretrained, mean_f1, prepare_model, seed_everything, stage_seed
-from deg.train.loop import FitResult, LoopConfig, fit, load_best_weights
+from deg.train.loop import FitResult, LoopConfig, WeightPenalty, fit, load_best_weights
 
 STAGE = "feature"
 PART = "feature_extractor"       # name of a pretrained checkpoint (deg.train.common.pretrained_file)
@@ -50,7 +50,7 @@ def _forward(ctx: RunContext, flow_model, model, clip: torch.Tensor) -> dict[str
 
 
 def train(ctx: RunContext, stage_dir: Path, key: str, flow_model: torch.nn.Module) -> FitResult:
-    from deg.losses import L2SP, focal_loss, pos_weight_from_counts
+    from deg.losses import focal_loss, pos_weight_from_counts
 
     np_rng, gen = seed_everything(stage_seed(ctx.seed, STAGE))
     model = build(ctx, pretrained=True)
@@ -60,7 +60,7 @@ def train(ctx: RunContext, stage_dir: Path, key: str, flow_model: torch.nn.Modul
     # L2-SP reference: the starting weights (pretrained when supplied, else the random
     # initialisation); the new output layers decay towards zero with beta.
     reference = {k: v.detach().clone() for k, v in model.named_parameters()}
-    reg = L2SP(model, alpha=h["fe_l2sp_alpha"], beta=h["fe_l2sp_beta"], reference=reference,
+    reg = WeightPenalty(model, alpha=h["fe_l2sp_alpha"], beta=h["fe_l2sp_beta"], reference=reference,
                new_names=model.new_parameter_names())
     pos_weight = pos_weight_from_counts(pos, neg, beta=h["pos_weight_beta"]).to(ctx.device)
 
@@ -81,7 +81,7 @@ def train(ctx: RunContext, stage_dir: Path, key: str, flow_model: torch.nn.Modul
         targets = torch.from_numpy(ctx.label_rows(videos, centers)).float().to(ctx.device)
         loss = focal_loss(out["logits"].float(), targets, pos_weight, gamma=h["focal_gamma"],
                           smoothing=h["label_smoothing"])
-        return loss + reg()
+        return loss
 
     def validate() -> float:
         probs = []
@@ -90,7 +90,7 @@ def train(ctx: RunContext, stage_dir: Path, key: str, flow_model: torch.nn.Modul
             probs.append(torch.sigmoid(_forward(ctx, flow_model, model, clip)["logits"].float()).cpu().numpy())
         return mean_f1(np.concatenate(probs), val_labels)
 
-    return fit(stage_dir, model, train_step, validate, loop_config(ctx), key=key,
+    return fit(stage_dir, model, train_step, validate, loop_config(ctx), key=key, regulariser=reg,
                generators={"sampler": np_rng, "augment": gen}, precision=ctx.precision,
                desc=f"{STAGE} {ctx.preset.feature_extractor}", progress=ctx.progress)
 

@@ -14,7 +14,7 @@ import torch
 
 from deg.train.clips import FrameSampler
 from deg.train.common import RunContext, load_pretrained, prepare_model, seed_everything, stage_seed
-from deg.train.loop import FitResult, LoopConfig, fit, load_best_weights
+from deg.train.loop import FitResult, LoopConfig, WeightPenalty, fit, load_best_weights
 
 STAGE = "flow"
 PART = "flow_generator"          # name of a pretrained checkpoint (deg.train.common.pretrained_file)
@@ -43,10 +43,8 @@ def _reg(model: torch.nn.Module, ctx: RunContext):
     The starting weights are the pretrained ones when a checkpoint is supplied, else the random
     initialisation ("decay weights towards their initial values").
     """
-    from deg.losses import L2SP
-
     reference = {k: v.detach().clone() for k, v in model.named_parameters()}
-    return L2SP(model, alpha=ctx.hparams["flow_l2sp_alpha"], beta=0.0, reference=reference, new_names=())
+    return WeightPenalty(model, alpha=ctx.hparams["flow_l2sp_alpha"], beta=0.0, reference=reference)
 
 
 def train(ctx: RunContext, stage_dir: Path, key: str) -> FitResult:
@@ -70,7 +68,7 @@ def train(ctx: RunContext, stage_dir: Path, key: str) -> FitResult:
         # The photometric/SSIM terms compare images in their natural [0, 1] range (SSIM's
         # constants assume it); the network itself sees standardised input.
         total, _ = motionnet_loss(raw, [f.float() for f in flows], model.is_3d)
-        return total + reg()
+        return total
 
     def validate() -> float:
         losses, weights = [], []
@@ -82,7 +80,7 @@ def train(ctx: RunContext, stage_dir: Path, key: str) -> FitResult:
             weights.append(len(c))
         return float(np.average(losses, weights=weights))
 
-    return fit(stage_dir, model, train_step, validate, loop_config(ctx), key=key,
+    return fit(stage_dir, model, train_step, validate, loop_config(ctx), key=key, regulariser=reg,
                generators={"sampler": np_rng, "augment": gen}, precision=ctx.precision,
                desc=f"{STAGE} {ctx.preset.flow_generator}", progress=ctx.progress)
 

@@ -14,7 +14,7 @@ import torch
 
 from deg.train.clips import sample_windows, window
 from deg.train.common import RunContext, mean_f1, seed_everything, stage_seed
-from deg.train.loop import FitResult, LoopConfig, fit, load_best_weights
+from deg.train.loop import FitResult, LoopConfig, WeightPenalty, fit, load_best_weights
 
 STAGE = "sequence"
 # Longer videos are predicted in overlapping chunks; the margin exceeds TGM's receptive field
@@ -74,7 +74,7 @@ def predict(model: torch.nn.Module, x: np.ndarray, device: torch.device, precisi
 
 
 def train(ctx: RunContext, stage_dir: Path, key: str, features: dict[str, dict[str, np.ndarray]]) -> FitResult:
-    from deg.losses import focal_loss, l2_penalty, pos_weight_from_counts
+    from deg.losses import focal_loss, pos_weight_from_counts
 
     np_rng, _ = seed_everything(stage_seed(ctx.seed, STAGE))
     n_features = next(iter(features.values()))["x"].shape[1]
@@ -95,13 +95,15 @@ def train(ctx: RunContext, stage_dir: Path, key: str, features: dict[str, dict[s
         y = torch.from_numpy(y).to(ctx.device).transpose(1, 2)                                # (B, K, L)
         # -1 (unlabelled or padding past the end of a video) carries no loss
         loss = focal_loss(model(x).float(), y, pos_weight, gamma=h["focal_gamma"], smoothing=h["label_smoothing"])
-        return loss + l2_penalty(model, h["sequence_l2_alpha"])
+        return loss
 
     def validate() -> float:
         probs = np.concatenate([predict(model, features[v]["x"], ctx.device, ctx.precision) for v in ctx.split.val])
         return mean_f1(probs, val_labels)
 
-    return fit(stage_dir, model, train_step, validate, loop_config(ctx), key=key,
+    # plain L2 (no pretrained reference): every decayed weight towards zero
+    reg = WeightPenalty(model, alpha=0.0, beta=h["sequence_l2_alpha"])
+    return fit(stage_dir, model, train_step, validate, loop_config(ctx), key=key, regulariser=reg,
                generators={"sampler": np_rng}, precision=ctx.precision,
                desc=f"{STAGE} {ctx.preset.sequence_model}", progress=ctx.progress)
 
