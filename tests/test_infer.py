@@ -113,10 +113,10 @@ def test_video_shorter_than_the_clip_gets_every_frame(tiny_run, predictor, tmp_p
     # Reference through the training code's own clip gathering (deg.train.clips.gather_clips)
     ctx = predictor.ctx
     ctx._frames = {"short": read_video(path, size=ctx.image_size)}
-    with torch.inference_mode():
+    with torch.inference_mode(), ctx.precision.autocast():     # bf16 on CPUs with native kernels
         _, clip = ctx.clip_batch(["short"] * 5, np.arange(5), ctx.preset.n_flow_frames)
         out = _forward(ctx, predictor.flow_model, predictor.feature_model, clip)
-        x = torch.cat([out["spatial_features"], out["flow_features"]], dim=1).numpy()
+        x = torch.cat([out["spatial_features"], out["flow_features"]], dim=1).float().numpy()
     ctx._frames = None
     expected = sequence.predict(predictor.sequence_model, x, ctx.device, ctx.precision)
     with np.load(res["paths"]["probabilities"]) as z:
