@@ -55,7 +55,7 @@ __all__ = ["STAGES", "RunBusyError", "resolve_split", "run", "split_name", "stag
 # Overrides and context
 # --------------------------------------------------------------------------------------
 def _split_overrides(profile: str, overrides: dict[str, Any], preset: str | None = None):
-    """(profile for ``preset`` with the Profile-field overrides, {HPARAMS overrides})."""
+    """(profile for ``preset`` with the Profile-field overrides, {HPARAMS replacements})."""
     fields = {f.name for f in dataclasses.fields(presets.Profile)}
     unknown = sorted(set(overrides) - fields - set(presets.HPARAMS))
     if unknown:
@@ -64,7 +64,11 @@ def _split_overrides(profile: str, overrides: dict[str, Any], preset: str | None
     if preset is not None:
         prof = prof.for_preset(preset)
     prof = dataclasses.replace(prof, **{k: v for k, v in overrides.items() if k in fields})
-    hp = {k: v for k, v in overrides.items() if k not in fields}
+    unknown = sorted(set(prof.hparams) - set(presets.HPARAMS))
+    if unknown:
+        raise TypeError(f"profile {prof.name!r} replaces unknown HPARAMS entries {unknown}")
+    # the profile's HPARAMS replacements, then the caller's (who has the last word)
+    hp = {**prof.hparams, **{k: v for k, v in overrides.items() if k not in fields}}
     return prof, hp
 
 

@@ -96,7 +96,7 @@ def plan(profile_name: str, datasets: str = "") -> Plan:
                                            if (paths.dataset_dir(d) / "COMPLETE").exists() and d not in profile.datasets]
     run_datasets = [d for d in chosen if d not in LABEL_ONLY]
     runs = [(ds, preset, f"split{k}") for ds in run_datasets for preset in profile.presets
-            for k in range(profile.n_splits)]
+            if ds in profile.preset_datasets.get(preset, (ds,)) for k in range(profile.n_splits)]
     subsample_runs: list[tuple[str, str, str]] = []
     if run_datasets:
         first = run_datasets[0]

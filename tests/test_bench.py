@@ -10,6 +10,7 @@ import torch
 
 from deg import bench, provenance
 from deg.figs.tables import read_bench
+from deg.presets import get_profile
 from deg.train.common import choose_precision
 
 
@@ -33,7 +34,7 @@ def test_quick_bench_writes_every_stage(tmp_path, one_thread, capsys):
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", data["created"])
 
     rows = data["rows"]
-    expected_precision = choose_precision(torch.device("cpu"), bf16=True).name
+    expected_precision = choose_precision(torch.device("cpu"), get_profile("demo").bf16).name
     assert [r["stage"] for r in rows] == list(bench.STAGES)
     for row in rows:
         rate, count = ("frames_per_s", "n_frames") if row["stage"] == "inference" else ("steps_per_s", "n_steps")

@@ -251,7 +251,10 @@ def test_profile_for_a_preset_then_user_overrides():
     demo = get_profile("demo")
     for preset, changes in demo.preset_overrides.items():
         prof, hp = pipeline._split_overrides("demo", {}, preset)
-        assert all(getattr(prof, k) == v for k, v in changes.items()) and hp == {}
-    prof, hp = pipeline._split_overrides("demo", {"image_size": (24, 24), "tgm_n_filters": 4}, "DEG_s")
-    assert prof.image_size == (24, 24) and hp == {"tgm_n_filters": 4}      # the caller has the last word
+        assert all(getattr(prof, k) == v for k, v in changes.items()) and hp == demo.hparams
+    prof, hp = pipeline._split_overrides("demo", {"image_size": (24, 24), "tgm_n_filters": 4, "lr": 0.5}, "DEG_s")
+    # the caller has the last word over the profile (fields and HPARAMS replacements)
+    assert prof.image_size == (24, 24) and hp == {**demo.hparams, "tgm_n_filters": 4, "lr": 0.5}
+    with pytest.raises(TypeError, match="unknown HPARAMS"):
+        pipeline._split_overrides("demo", {"hparams": {"not_a_hparam": 1}})
     assert pipeline._split_overrides("demo", {}, "DEG_f")[0].image_size == demo.image_size

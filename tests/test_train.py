@@ -307,6 +307,20 @@ def test_mean_f1_excludes_background_and_unlabelled():
     assert mean_f1(probs_bad, labels) < 1.0
 
 
+def test_precision_rule(monkeypatch):
+    """CPU: bf16 only when the profile asks for it and oneDNN has native kernels; the profiles do not."""
+    from deg.presets import PROFILES
+    from deg.train import common
+
+    cpu = torch.device("cpu")
+    assert not any(p.bf16 for p in PROFILES.values())       # see Profile.bf16
+    monkeypatch.setattr(common, "cpu_supports_bf16", lambda: True)
+    assert common.choose_precision(cpu, True).name == "bf16"
+    assert common.choose_precision(cpu, False).name == "fp32"
+    monkeypatch.setattr(common, "cpu_supports_bf16", lambda: False)
+    assert common.choose_precision(cpu, True).name == "fp32"
+
+
 def test_stage_seeds_are_distinct_and_stable():
     seeds = {stage_seed(0, s) for s in ("flow", "feature", "sequence")}
     assert len(seeds) == 3 and stage_seed(0, "flow") == stage_seed(0, "flow") != stage_seed(1, "flow")

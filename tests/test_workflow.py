@@ -17,8 +17,13 @@ def test_plan_demo_runs_every_preset_and_split(isolated):
     p = plan("demo")
     profile = get_profile("demo")
     assert p.datasets == list(profile.datasets)
-    assert len(p.runs) == len(profile.datasets) * len(profile.presets) * profile.n_splits
+    expected = {(ds, preset, f"split{k}") for ds in profile.datasets for preset in profile.presets
+                for k in range(profile.n_splits) if ds in profile.preset_datasets.get(preset, (ds,))}
+    assert set(p.runs) == expected and len(p.runs) == len(expected)
     assert {preset for _, preset, _ in p.runs} == {"DEG_f", "DEG_m", "DEG_s"}
+    # the costly presets on their one dataset only; DEG_f everywhere
+    assert {ds for ds, preset, _ in p.runs if preset == "DEG_s"} == set(profile.preset_datasets["DEG_s"])
+    assert {ds for ds, preset, _ in p.runs if preset == "DEG_f"} == set(profile.datasets)
     assert p.subsample_runs and all(preset == "DEG_f" for _, preset, _ in p.subsample_runs)
     assert "fig2" in p.figures
 

@@ -106,7 +106,7 @@ def stage_configs(ctx: common.RunContext) -> dict[str, dict[str, Any]]:
     hp, prof, preset = ctx.hparams, ctx.profile, ctx.preset
     base = {"dataset": _dataset_fingerprint(ctx), "split": {"train": ctx.split.train, "val": ctx.split.val,
                                                             "test": ctx.split.test},
-            "image_size": list(ctx.image_size), "hparams": _hp_unassigned(hp), "extra": prof.extra,
+            "image_size": list(ctx.image_size), "hparams": _hp_unassigned(hp),
             "precision": ctx.precision.name}
 
     def stage_part(stage: str) -> dict[str, Any]:
