@@ -182,3 +182,45 @@ def test_warp_float32_under_autocast_and_shape_errors():
         warp(image, torch.zeros(1, 3, 8, 8))
     with pytest.raises(InputShapeError):
         warp(image, torch.zeros(1, 2, 4, 8))
+
+
+def _translating_textures(gen: torch.Generator, n: int, size: int = 32, frames: int = 11):
+    """(n, 3, T, size, size) in [0, 1]: smooth random textures moving by an integer (u, v) in
+    [-2, 2] px per frame (wrapping), and the motions (n, 2) as (u, v) = (x, y)."""
+    clips = torch.empty(n, 3, frames, size, size)
+    motion = torch.randint(-2, 3, (n, 2), generator=gen)
+    for i in range(n):
+        coarse = torch.rand(1, 3, size // 4, size // 4, generator=gen)
+        texture = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)[0].clamp(0, 1)
+        u, v = (int(x) for x in motion[i])
+        for t in range(frames):
+            clips[i, :, t] = torch.roll(texture, shifts=(v * t, u * t), dims=(1, 2))
+    return clips, motion.float()
+
+
+def test_tinymotionnet_learns_a_known_translation():
+    """Self-supervised training with the MotionNet loss recovers real motion, not just low loss.
+
+    From random weights, 80 Adam steps on textures translating by known amounts; the mean flow
+    of held-out clips (finest scale is half resolution: x2 for full-resolution pixels) must track
+    the true motion. Measured: correlation 0.82 after 60 steps, 0.97 after 120.
+    """
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    model = build_flow_generator("tinymotionnet")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(80):
+        clip, _ = _translating_textures(gen, 8)
+        loss, _ = motionnet_loss(clip, model((clip - 0.5) / 0.25))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        clip, motion = _translating_textures(gen, 16)
+        finest = model((clip - 0.5) / 0.25)[0]
+    estimate = 2 * torch.stack([finest[:, 0::2].mean((1, 2, 3)), finest[:, 1::2].mean((1, 2, 3))], dim=1)
+    corr = torch.corrcoef(torch.stack([estimate.flatten(), motion.flatten()]))[0, 1]
+    assert corr > 0.7, (float(corr), estimate, motion)
+    # the right size too (an untrained generator's flows are ~0)
+    assert 0.4 < float(estimate.abs().mean() / motion.abs().mean()) < 2.0
