@@ -81,7 +81,9 @@ class Plan:
         if figure == "fig6":
             return describe + self.run_outputs(results, self.subsample_runs)
         if figure == "tables":
-            return [f"{results}/param_counts.csv"]
+            # Table 1 reads `make bench`'s file when there is one (a new benchmark redraws it)
+            bench = paths.results_dir() / "bench.json"
+            return [f"{results}/param_counts.csv"] + ([str(bench)] if bench.exists() else [])
         if figure == "videos":   # the one figure that reads data/: raw frames under the ethograms
             return self.run_outputs(results) + [f"{data}/{ds}/COMPLETE" for ds in self.run_datasets]
         return describe + humans + self.run_outputs(results)

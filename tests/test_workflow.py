@@ -63,3 +63,11 @@ def test_slurm_profile_dry_run_plans_one_gpu_per_training_job(isolated):
         assert "gpu=1" in resources and "slurm_partition=gpu" in resources and "runtime=1440" in resources, resources
     other = [b for b in out.split("\n\n") if "rule data:" in b]
     assert other and all("gpu=1" not in b for b in other)
+
+
+def test_tables_figure_reads_the_benchmark_when_there_is_one(isolated):
+    p = plan("demo")
+    results = str(isolated / "results" / "demo")
+    assert p.figure_inputs("tables", results) == [f"{results}/param_counts.csv"]
+    (isolated / "results" / "bench.json").write_text("{}")
+    assert p.figure_inputs("tables", results)[-1] == str(isolated / "results" / "bench.json")
