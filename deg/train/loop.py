@@ -117,8 +117,7 @@ class WeightPenalty:
         decayed = decayed_parameters(model)
         self.alpha, self.beta = float(alpha), float(beta)
         self.anchored, self.new, self.other = [], [], []
-        self._offsets: list[torch.Tensor] = []      # -alpha w0, one per anchored weight
-        self._refs: list[torch.Tensor] = []
+        self._refs: list[torch.Tensor] = []         # w0, one per anchored weight
         for name, p in model.named_parameters():
             if not p.requires_grad:
                 continue
@@ -131,7 +130,6 @@ class WeightPenalty:
                 self.anchored.append(p)
                 ref = ref.detach().to(p.device, torch.float32)
                 self._refs.append(ref)
-                self._offsets.append(-self.alpha * ref)
 
     def param_groups(self) -> list[dict[str, Any]]:
         groups = [{"params": self.anchored, "weight_decay": self.alpha},
@@ -142,9 +140,9 @@ class WeightPenalty:
     @torch.no_grad()
     def add_gradient(self) -> None:
         if self.alpha:
-            for p, offset in zip(self.anchored, self._offsets):
+            for p, ref in zip(self.anchored, self._refs):
                 if p.grad is not None:
-                    p.grad.add_(offset)
+                    p.grad.add_(ref, alpha=-self.alpha)
 
     @torch.no_grad()
     def value(self) -> float:
