@@ -64,9 +64,6 @@ def _split_overrides(profile: str, overrides: dict[str, Any], preset: str | None
     if preset is not None:
         prof = prof.for_preset(preset)
     prof = dataclasses.replace(prof, **{k: v for k, v in overrides.items() if k in fields})
-    unknown = sorted(set(prof.hparams) - set(presets.HPARAMS))
-    if unknown:
-        raise TypeError(f"profile {prof.name!r} replaces unknown HPARAMS entries {unknown}")
     # the profile's HPARAMS replacements, then the caller's (who has the last word)
     hp = {**prof.hparams, **{k: v for k, v in overrides.items() if k not in fields}}
     return prof, hp

@@ -137,6 +137,11 @@ class Profile:
     # Presets run on these datasets only (others: every dataset of the profile)
     preset_datasets: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.hparams) - set(HPARAMS))
+        if unknown:
+            raise TypeError(f"profile {self.name!r} replaces unknown HPARAMS entries {unknown}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
