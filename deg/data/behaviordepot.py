@@ -64,10 +64,11 @@ def _mat_version(path: Path) -> str:
 
 def _read_v5(path: Path) -> tuple[float, dict[str, tuple[np.ndarray, np.ndarray | None]]]:
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     try:
         mat = loadmat(path, squeeze_me=True, struct_as_record=False)
-    except (ValueError, TypeError, OSError, NotImplementedError) as exc:
+    except (MatReadError, ValueError, TypeError, OSError, NotImplementedError) as exc:
         raise LabelFormatError(f"{path}: unreadable MATLAB v5 file ({exc})") from exc
     if STRUCT not in mat:
         raise LabelFormatError(f"{path}: no '{STRUCT}' struct (variables: "

@@ -58,6 +58,7 @@ class LabelTrack:
     behaviours: list[str]
     subject: str | None = None
     annotator: str | None = None
+    fps: float | None = None           # when the file states it (BORIS) or it was given
 
 
 # ============================================================================ detection
@@ -135,7 +136,8 @@ def read_label_tracks(path: str | os.PathLike, format: str | None = None, fps: f
         from deg.data.labels import read_sturman
 
         parsed = read_sturman(path, fps=fps or STURMAN_DEFAULT_FPS, n_frames=n_frames or STURMAN_DEFAULT_FRAMES)
-        return [LabelTrack(video, parsed.matrices[(video, annotator)], parsed.behaviours, annotator=annotator)
+        return [LabelTrack(video, parsed.matrices[(video, annotator)], parsed.behaviours, annotator=annotator,
+                           fps=parsed.fps)
                 for video in parsed.videos for annotator in parsed.annotators
                 if (video, annotator) in parsed.matrices]
     if fmt == "caltech":
@@ -156,7 +158,7 @@ def read_label_tracks(path: str | os.PathLike, format: str | None = None, fps: f
     tracks = []
     for obs in observations:
         for subject, (matrix, names) in boris.observation_labels(obs, fps=fps, n_frames=n_frames).items():
-            tracks.append(LabelTrack(obs.video, matrix, names, subject=subject))
+            tracks.append(LabelTrack(obs.video, matrix, names, subject=subject, fps=fps or obs.fps))
     return tracks
 
 
@@ -186,6 +188,129 @@ def convert(path: str | os.PathLike, out_dir: str | os.PathLike, format: str | N
         dup = next(p for p in targets if targets.count(p) > 1)
         raise LabelFormatError(f"{path}: two label tracks would both be written to {dup}")
     return [write_deg_labels(target, track.matrix, track.behaviours) for target, track in zip(targets, tracks)]
+
+
+# ============================================================================ a dataset from label files
+def align_behaviours(matrix: np.ndarray, behaviours: Sequence[str], target: Sequence[str]) -> np.ndarray:
+    """(T, K) labels over ``behaviours`` -> (T, len(target)) over ``target`` (a superset, background first).
+
+    Behaviours a file never mentions are absent (0) on its labelled frames.
+    """
+    missing = [b for b in behaviours if b not in target]
+    if missing:
+        raise ValueError(f"behaviours {missing} are not among {list(target)}")
+    out = np.zeros((len(matrix), len(target)), dtype=np.int8)
+    for column, name in enumerate(behaviours):
+        out[:, list(target).index(name)] = matrix[:, column]
+    unlabelled = matrix[:, 0] == -1
+    out[unlabelled] = -1
+    return out
+
+
+def _find_file(folder: Path | None, stem: str, suffixes: Sequence[str]) -> Path | None:
+    if folder is None:
+        return None
+    exact = [folder / f"{stem}{s}" for s in suffixes if (folder / f"{stem}{s}").is_file()]
+    if exact:
+        return exact[0]
+    prefixed = sorted(p for p in folder.iterdir() if p.is_file() and p.name.startswith(stem)
+                      and p.name.lower().endswith(tuple(suffixes)))
+    if len(prefixed) > 1:
+        raise LabelFormatError(f"{folder}: several files start with {stem!r}: {[p.name for p in prefixed]}")
+    return prefixed[0] if prefixed else None
+
+
+def _place_file(src: Path, dest: Path) -> None:
+    """Hard-link ``src`` to ``dest`` when the file system allows it, else copy; atomic."""
+    import shutil
+
+    from deg import io
+
+    with io.atomic_path(dest) as tmp:
+        tmp.unlink()
+        try:
+            if not os.access(src, os.W_OK):
+                raise PermissionError            # atomic_path fsyncs by opening the file
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+
+
+def import_labels(label_files: Sequence[str | os.PathLike], dest_root: str | os.PathLike, dataset_id: str,
+                  videos_dir: str | os.PathLike | None = None, pose_dir: str | os.PathLike | None = None,
+                  fps: float | None = None, format: str | None = None, subject: str | None = None,
+                  annotator: str = "labeler"):
+    """Make a dataset ``dest_root/<dataset_id>/`` from label files of any supported format.
+
+    Each file is read with :func:`read_label_tracks`; its videos are matched by name with
+    ``videos_dir/<video>.mp4`` (hard-linked or copied to ``videos/``) and, optionally, pose files
+    ``pose_dir/<video>*.csv|.h5`` (written to ``pose/<video>.csv``). Label tracks are cut or
+    padded (unlabelled) to the video's frame count, with a warning. Behaviours are the union
+    over files; a file that never mentions one has it absent. A file with several subjects needs
+    ``subject=`` to choose one. The frame rate is ``fps``, else the first video's. Returns the
+    saved :class:`deg.data.datasets.Dataset`.
+    """
+    from deg.data.datasets import COMPLETE, Dataset
+    from deg.data.pose import detect_pose_format, read_pose, write_pose
+    from deg.data.video import video_info
+
+    videos_dir = Path(videos_dir) if videos_dir is not None else None
+    pose_dir = Path(pose_dir) if pose_dir is not None else None
+    tracks: dict[str, LabelTrack] = {}
+    for path in map(Path, label_files):
+        found = read_label_tracks(path, format=format, fps=fps)
+        subjects = sorted({t.subject for t in found if t.subject is not None})
+        if subject is not None:
+            found = [t for t in found if t.subject == subject]
+            if not found:
+                raise LabelFormatError(f"{path}: no labels of subject {subject!r} (subjects: {subjects})")
+        elif len(subjects) > 1:
+            raise LabelFormatError(f"{path}: several subjects {subjects}; choose one with subject=")
+        for track in found:
+            if track.annotator is not None and track.annotator != annotator:
+                continue                                     # multi-annotator files: the named one only
+            if track.video in tracks:
+                raise LabelFormatError(f"{path}: video {track.video!r} is labelled twice (also in another file)")
+            tracks[track.video] = track
+    if not tracks:
+        raise LabelFormatError(f"no labels of annotator {annotator!r} in {list(map(str, label_files))}")
+    behaviours = [BACKGROUND] + sorted({b for t in tracks.values() for b in t.behaviours[1:]}, key=str.lower)
+    root = Path(dest_root) / dataset_id
+    (root / COMPLETE).unlink(missing_ok=True)
+    rate, animals, points = fps, None, None
+    for video, track in tracks.items():
+        matrix = align_behaviours(track.matrix, track.behaviours, behaviours)
+        movie = _find_file(videos_dir, video, (".mp4",))
+        if movie is not None:
+            info = video_info(movie)
+            rate = rate or info.fps
+            matrix = fit_frames(matrix, info.n_frames, f"{video} (labels vs {movie.name})")
+            _place_file(movie, root / "videos" / f"{video}.mp4")
+        elif videos_dir is not None:
+            warnings.warn(f"{videos_dir}: no {video}.mp4; {video} is labels-only", LabelWarning, stacklevel=2)
+        pose_file = _find_file(pose_dir, video, (".csv", ".csv.gz", ".h5"))
+        if pose_file is not None:
+            pose = read_pose(pose_file)                       # validates; CSVs are then copied as they are
+            animals, points = animals or pose.animals, points or pose.points
+            if detect_pose_format(pose_file) == "csv" and pose_file.suffix.lower() == ".csv":
+                _place_file(pose_file, root / "pose" / f"{video}.csv")
+            else:
+                write_pose(root / "pose" / f"{video}.csv", pose)
+        write_deg_labels(root / "labels" / annotator / f"{video}.csv", matrix, behaviours)
+    rate = rate or next((t.fps for t in tracks.values() if t.fps), None)
+    if rate is None:
+        raise LabelFormatError(f"frame rate unknown for {dataset_id} (no video found and the labels carry none); "
+                               "pass fps")
+    dataset = Dataset(
+        id=dataset_id, fps=float(rate), behaviours=behaviours, annotators=[annotator], train_annotator=annotator,
+        videos=list(tracks), synthetic=False,
+        description=f"imported from {len(label_files)} label file(s) ({format or 'format detected'})",
+        extra={"source": "deg.data.convert.import_labels", "label_files": [str(p) for p in label_files],
+               "subject": subject},
+        pose_info={"animals": animals, "points": points, "skeleton": None, "arena_px": None} if points else None,
+        root=root)
+    dataset.save()
+    return dataset
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -92,8 +92,9 @@ def test_caltech_streams_merged(shared_data, tmp_path):
 
 
 def test_sturman_annotator_folders_and_deg_round_trip(shared_data, tmp_path):
-    written = C.convert(shared_data / "sturman/EPM/AllEPMLables.csv", tmp_path / "s")
+    written = C.convert(shared_data / "sturman/EPM/AllEPMLables.csv", tmp_path / "s", n_frames=1500)
     assert {p.parent.name for p in written} == {"Jin", "Oliver", "Sian"} and len(written) == 15
+    assert read_deg_labels(written[0])[0].shape[0] == 1500                   # the first 60 s at 25 fps
     again = C.convert(written[0], tmp_path / "d", format="deg")
     np.testing.assert_array_equal(read_deg_labels(again[0])[0], read_deg_labels(written[0])[0])
 
@@ -108,3 +109,36 @@ def test_deg_csv_named_like_deepethogram(tmp_path):
     bad.write_text(",groom\n0,1\n")
     with pytest.raises(LabelFormatError, match="nobg.csv: no 'background' column"):
         C.convert(bad, tmp_path / "bad", format="deg")
+
+
+def test_import_labels_makes_a_dataset_with_videos_and_pose(shared_data, tmp_path):
+    """BORIS labels + a video + a DeepLabCut file -> a dataset in the standard layout."""
+    from deg.data.datasets import open_dataset
+    from deg.data.pose import iter_pose_labels
+    from deg.data.video import write_video
+
+    boris_file = shared_data / "ethome/boris/e3v813a-20210610T122332-122642_reencode.csv"
+    video = "e3v813a-20210610T122332-122642_reencode"
+    frames = np.full((40, 16, 16, 3), 128, dtype=np.uint8)
+    write_video(tmp_path / "videos" / f"{video}.mp4", frames, fps=30.0)
+    (tmp_path / "pose").mkdir()
+    dlc = next((shared_data / "ethome").glob("*DLC*.csv"))
+    (tmp_path / "pose" / f"{video}DLC.csv").write_bytes(dlc.read_bytes())
+    multi = shared_data / "ethome/boris/e3v813a-20210610T120637-121213_reencode_multiple_behaviors.csv"
+    with pytest.warns(LabelWarning) as caught:
+        ds = C.import_labels([boris_file, multi], tmp_path / "data", "my_lab", videos_dir=tmp_path / "videos",
+                             pose_dir=tmp_path / "pose")
+    messages = " ".join(str(w.message) for w in caught)
+    assert "5700 label rows cut to 40 frames" in messages and "no e3v813a-20210610T120637-121213_reencode.mp4" in messages
+    ds = open_dataset(tmp_path / "data" / "my_lab")
+    assert ds.behaviours == ["background", "interact", "mount"] and ds.fps == 30.0 and ds.annotators == ["labeler"]
+    assert ds.video_path(video) is not None and ds.labels(video).shape == (40, 3)
+    assert ds.labels(video)[:, 2].sum() == 0                               # never mentions mount: absent
+    (item,) = list(iter_pose_labels(ds))
+    assert item.n_frames == 40 and item.trimmed == {"pose": 5700 - 40} and item.pose.animals == ["adult", "juvenile"]
+    with pytest.raises(LabelFormatError, match="several subjects"):
+        two = tmp_path / "two.csv"
+        two.write_text("Time,FPS,Subject,Behavior,Status\n0.1,10,A,walk,START\n0.3,10,A,walk,STOP\n"
+                       "0.5,10,B,walk,START\n0.9,10,B,walk,STOP\n")
+        C.import_labels([two], tmp_path / "data", "two")
+    assert C.import_labels([two], tmp_path / "data", "two", subject="B").fps == 10.0
