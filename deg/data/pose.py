@@ -19,6 +19,7 @@ Malformed input raises :class:`PoseFormatError` (the keypoint reader's error typ
 """
 from __future__ import annotations
 
+import gzip
 import io as _io
 import os
 import warnings
@@ -138,8 +139,6 @@ def read_pose(path: str | os.PathLike, fps: float | None = None) -> Pose:
     else:
         raw = path.read_bytes()
         if raw.startswith(GZIP_MAGIC):
-            import gzip
-
             try:
                 raw = gzip.decompress(raw)
             except (OSError, EOFError) as exc:
