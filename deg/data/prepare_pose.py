@@ -17,6 +17,7 @@ are copied unchanged; label matrices are cut to the pose length and what was cut
 """
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -318,3 +319,45 @@ def prepare(dataset_id: str, force: bool = False, progress: bool = True,
                 (videos is not None and sorted(existing.videos) == sorted(videos)):
             return existing
     return PREPARERS[dataset_id](dataset_id, videos, progress)
+
+
+def prepare_or_skip(dataset_id: str, progress: bool = False, timeout: float = 10.0) -> tuple[Dataset | None, str]:
+    """``(dataset, "")`` when ``dataset_id`` is prepared or can be; ``(None, reason)`` otherwise.
+
+    For figure runs that include the real pose datasets whenever they are on disk or reachable:
+    before downloading, the first missing file's source (``DEG_DATA_MIRROR`` or origin) is probed
+    once with ``timeout`` seconds, so an offline machine skips in seconds instead of retrying
+    every file. Checksum and format errors are not skipped: they raise.
+    """
+    import urllib.error
+    import urllib.request
+
+    from deg.data import download, registry
+
+    if (paths.dataset_dir(dataset_id) / COMPLETE).exists():
+        existing = open_dataset(dataset_id)
+        if not existing.extra.get("subset"):
+            return existing, ""
+    record = registry.get(dataset_id)
+    raw = paths.dataset_dir(dataset_id) / "raw"
+    missing = [f for f in record.files if not (raw / f.name).is_file()]
+    if missing:
+        source = download.resolve_source(missing[0], dataset_id)
+        if isinstance(source, Path):
+            if not source.is_file():
+                return None, f"{dataset_id}: skipped: {missing[0].name} is not in the mirror folder ({source})"
+        elif source is None:
+            return None, f"{dataset_id}: skipped: {missing[0].name} has no known URL"
+        else:
+            try:
+                with urllib.request.urlopen(urllib.request.Request(source, method="HEAD"), timeout=timeout):
+                    pass
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                where = "mirror" if os.environ.get(download.MIRROR_ENV) else "origin"
+                return None, f"{dataset_id}: skipped: {where} not reachable ({source}: {exc})"
+    try:
+        return prepare(dataset_id, progress=progress), ""
+    except download.DownloadError as exc:
+        if isinstance(exc, download.ChecksumError):
+            raise
+        return None, f"{dataset_id}: skipped: {exc}"
