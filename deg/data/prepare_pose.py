@@ -30,8 +30,10 @@ from deg.data.datasets import COMPLETE, Dataset, open_dataset
 from deg.data.labels import write_deg_labels
 from deg.data.pose import Pose, read_pose
 
-# BehaviorDEPOT's two demo tracking files name the same 8 points differently; one list for both.
-BEHAVIORDEPOT_POINTS = ["nose", "left_ear", "right_ear", "mid_back", "left_hip", "right_hip", "tail_base", "tail_mid"]
+# BehaviorDEPOT's two demo tracking files name the same 8 points differently; one list for both
+# (the names of deg.pose.features' "behaviordepot" skeleton; demo1's "Tail", demo2's "midtail" -> "tail").
+# Skeleton names in dataset.json are keys of deg.pose.features.SKELETONS.
+BEHAVIORDEPOT_POINTS = ["nose", "left_ear", "right_ear", "mid_back", "left_hip", "right_hip", "tailbase", "tail"]
 BEHAVIORDEPOT_SOURCE_POINTS = {
     "demo1": ["Nose", "Left Ear", "Right Ear", "Mid-Back", "Left Leg", "Right Leg", "Tailbase", "Tail"],
     "demo2": ["nose", "l_ear", "r_ear", "midback", "l_hip", "r_hip", "tailbase", "midtail"],
@@ -113,7 +115,7 @@ def _rat(dataset_id: str, videos: Sequence[str] | None, progress: bool) -> Datas
         extra={"label_only": True, "source": "caltech + deeplabcut", "label_streams": ["S1", "S2"],
                "trimmed": {"labels past the pose file's end, frames cut": trimmed},
                "subset": videos is not None},
-        pose_info={"animals": animals, "points": points, "skeleton": "rat_5pt", "arena_px": None,
+        pose_info={"animals": animals, "points": points, "skeleton": "rat_social", "arena_px": None,
                    "fps_note": "30 fps as assumed by the source repository (not stated for the recordings)"},
         root=root)
     dataset.save()
@@ -154,7 +156,7 @@ def _behaviordepot(dataset_id: str, videos: Sequence[str] | None, progress: bool
         description=f"{record.title}: pose and labels (no videos); fps differs per video (see pose.fps_by_video)",
         extra={"label_only": True, "source": "behaviordepot + deeplabcut",
                "trimmed": {"label frames minus pose frames": trimmed}, "subset": videos is not None},
-        pose_info={"animals": ["mouse"], "points": list(BEHAVIORDEPOT_POINTS), "skeleton": "mouse_behaviordepot_8pt",
+        pose_info={"animals": ["mouse"], "points": list(BEHAVIORDEPOT_POINTS), "skeleton": "behaviordepot",
                    "arena_px": None, "fps_by_video": fps_by_video,
                    "frame_px_by_video": {v: list(BEHAVIORDEPOT_VIDEO[v][1]) for v in names},
                    "px_per_cm_by_video": {v: BEHAVIORDEPOT_VIDEO[v][2] for v in names},
@@ -216,7 +218,7 @@ def _ethome(dataset_id: str, videos: Sequence[str] | None, progress: bool) -> Da
         extra={"label_only": True, "source": "boris + deeplabcut", "boris_subject": "adult",
                "trimmed": {"label frames minus pose frames": {video: len(labels) - pose.n_frames}
                            if len(labels) != pose.n_frames else {}}, "subset": False},
-        pose_info={"animals": pose.animals, "points": pose.points, "skeleton": "mouse_ethome_7pt", "arena_px": None},
+        pose_info={"animals": pose.animals, "points": pose.points, "skeleton": "ethome", "arena_px": None},
         root=root)
     dataset.save()
     return dataset
@@ -269,7 +271,7 @@ def _sturman_pose(dataset_id: str, videos: Sequence[str] | None, progress: bool)
         description=f"{record.title}: pose excerpts and the OFT labels of the same frames (no videos)",
         extra={"label_only": True, "source": "sturman + deeplabcut",
                "trimmed": {"label frames cut to the pose excerpt": trimmed}, "subset": videos is not None},
-        pose_info={"animals": ["single"], "points": points, "skeleton": "mouse_sturman_oft",
+        pose_info={"animals": ["single"], "points": points, "skeleton": "sturman",
                    "arena_points": list(STURMAN_CORNERS),
                    "body_points": [p for p in points if p not in STURMAN_CORNERS],
                    "arena_px": [round(float(v), 1) for v in np.median(sizes, axis=0)],
