@@ -8,7 +8,8 @@
 * ``behaviordepot_freezing``: 2 sessions, 8 points, BehaviorDEPOT freezing labels;
 * ``ethome_social``: 1 session, adult + juvenile x 7 points, BORIS ``interact`` labels;
 * ``sturman_oft_pose``: the two 1,998-frame DeepLabCut excerpts of Sturman-OFT with the three
-  annotators' OFT labels of the same frames.
+  annotators' OFT labels of the same frames. A dataset of its own: ``sturman_oft`` stays the
+  20-video label-only set (15,000 frames per video) that the human-agreement panels use.
 
 Files come from their origin, or from ``DEG_DATA_MIRROR`` (see :mod:`deg.data.download`), into
 ``data/<id>/raw``. Pose files that are already DeepLabCut CSVs with the dataset's point names
