@@ -220,6 +220,9 @@ def write_pose(path: str | os.PathLike, pose: Pose, float_format: str = "%.7g") 
     path = Path(path)
     T, A, P, _ = pose.xy.shape
     scorer = pose.scorer or "deg"
+    bad = [n for n in [scorer, *pose.animals, *pose.points] if any(c in n for c in ',\n\r"')]
+    if bad:
+        raise ValueError(f"{path}: names {bad} contain a comma, quote or newline, which DeepLabCut CSVs cannot hold")
     animals = np.repeat(pose.animals, P * 3).tolist()
     parts = np.tile(np.repeat(pose.points, 3), A).tolist()
     coords = list(COORDS) * (A * P)

@@ -273,8 +273,8 @@ def _sturman_pose(dataset_id: str, videos: Sequence[str] | None, progress: bool)
         extra={"label_only": True, "source": "sturman + deeplabcut",
                "trimmed": {"label frames cut to the pose excerpt": trimmed}, "subset": videos is not None},
         pose_info={"animals": ["single"], "points": points, "skeleton": "sturman",
-                   "arena_points": list(STURMAN_CORNERS),
-                   "body_points": [p for p in points if p not in STURMAN_CORNERS],
+                   "arena_points": [*STURMAN_CORNERS, "centre"],          # corners and centre of the arena
+                   "body_points": [p for p in points if p not in (*STURMAN_CORNERS, "centre")],
                    "arena_px": [round(float(v), 1) for v in np.median(sizes, axis=0)],
                    "arena_px_by_video": {v: [round(float(x), 1) for x in s] for v, s in arena.items()}},
         root=root)

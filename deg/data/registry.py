@@ -569,8 +569,8 @@ _POSE_RECORDS = [
         n_videos=2, resize=None, flips=None, n_splits=None,
         notes="OFT_44 and OFT_38 only: the first 1,998 frames (80 s at 25 fps) that the DLC2action excerpts "
               "track, with the three annotators' labels of the same frames (the OFT label file read as for "
-              "sturman_oft, then cut to the pose length). 18 body points incl. the arena corners tl/tr/bl/br, "
-              "from which the arena size in pixels is measured. Two videos: no split by video.",
+              "sturman_oft, then cut to the pose length). 18 points: 13 on the mouse, the arena's corners "
+              "tl/tr/bl/br (from which its size in pixels is measured) and centre. Two videos: no split by video.",
     ),
 ]
 for _record in _POSE_RECORDS:
