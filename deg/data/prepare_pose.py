@@ -88,7 +88,7 @@ def _rat(dataset_id: str, videos: Sequence[str] | None, progress: bool) -> Datas
     wanted = [f"{n}_annot.txt" for n in numbers] + [pose_name[n] for n in numbers]
     files = download.fetch(dataset_id, files=wanted, progress=progress)
     root = _begin(dataset_id)
-    trimmed, behaviours, animals, points = {}, None, None, None
+    trimmed, unannotated, behaviours, animals, points = {}, {}, list(record.behaviours), None, None
     for n in tqdm(numbers, desc=dataset_id, disable=not progress):
         video = names[n]
         pose = read_pose(files[pose_name[n]])
@@ -99,22 +99,23 @@ def _rat(dataset_id: str, videos: Sequence[str] | None, progress: bool) -> Datas
                              f"the other sessions' {animals}/{points}")
         _place(files[pose_name[n]], root / "pose" / f"{video}.csv")
         # T = the last annotated frame; then cut to (or pad as unlabelled up to) the pose length
-        matrix, behaviours_here = combine_streams(read_caltech(files[f"{n}_annot.txt"]))
+        matrix, behaviours = combine_streams(read_caltech(files[f"{n}_annot.txt"]))
+        if behaviours != list(record.behaviours):
+            raise ValueError(f"{files[f'{n}_annot.txt']}: behaviours {behaviours} differ from the registry's "
+                             f"{list(record.behaviours)}")
+        if len(matrix) < pose.n_frames:
+            unannotated[video] = pose.n_frames - len(matrix)
         matrix, cut = _cut(matrix, pose.n_frames)
         if cut:
             trimmed[video] = cut
-        if behaviours is None:
-            behaviours = behaviours_here
         write_deg_labels(root / "labels" / "original" / f"{video}.csv", matrix, behaviours)
-    if list(record.behaviours) != behaviours:
-        raise ValueError(f"{dataset_id}: the files' behaviours {behaviours} differ from the registry's "
-                         f"{list(record.behaviours)}")
     dataset = Dataset(
         id=dataset_id, fps=float(record.fps), behaviours=behaviours, annotators=["original"],
         train_annotator="original", videos=[names[n] for n in numbers], synthetic=False,
         description=f"{record.title}: pose and labels (no videos); S1 and S2 label streams merged",
         extra={"label_only": True, "source": "caltech + deeplabcut", "label_streams": ["S1", "S2"],
-               "trimmed": {"labels past the pose file's end, frames cut": trimmed},
+               "trimmed": {"labels past the pose file's end, frames cut": trimmed,
+                           "pose frames after the last annotation, unlabelled (-1)": unannotated},
                "subset": videos is not None},
         pose_info={"animals": animals, "points": points, "skeleton": "rat_social", "arena_px": None,
                    "fps_note": "30 fps as assumed by the source repository (not stated for the recordings)"},

@@ -118,6 +118,9 @@ def test_rat_social_subset_and_reuse(served):
     assert ds.videos == videos and ds.extra["subset"] and ds.fps == 30.0
     trimmed = ds.extra["trimmed"]["labels past the pose file's end, frames cut"]
     assert trimmed == {"session14": 59}
+    unannotated = ds.extra["trimmed"]["pose frames after the last annotation, unlabelled (-1)"]
+    for video in videos:
+        assert int((ds.labels(video)[:, 0] == -1).sum()) == unannotated.get(video, 0)
     for n, video in zip(RAT_SESSIONS, videos):
         pose = ds.pose(video)
         assert pose.animals == ["individual1", "individual2"] and pose.points == ["top", "body", "tail", "tail-m", "tail-e"]
