@@ -272,7 +272,8 @@ def _sturman_pose(dataset_id: str, videos: Sequence[str] | None, progress: bool)
         train_annotator=record.train_annotator, videos=names, synthetic=False,
         description=f"{record.title}: pose excerpts and the OFT labels of the same frames (no videos)",
         extra={"label_only": True, "source": "sturman + deeplabcut",
-               "trimmed": {"label frames cut to the pose excerpt": trimmed}, "subset": videos is not None},
+               "trimmed": {"label frames cut to the pose excerpt": trimmed}, "subset": videos is not None,
+               "dropped_behaviours": sorted(set(parsed.behaviours) - set(record.behaviours))},
         pose_info={"animals": ["single"], "points": points, "skeleton": "sturman",
                    "arena_points": [*STURMAN_CORNERS, "centre"],          # corners and centre of the arena
                    "body_points": [p for p in points if p not in (*STURMAN_CORNERS, "centre")],

@@ -98,6 +98,7 @@ def test_sturman_oft_pose(served):
     shared, _ = served
     ds = prepare.prepare("sturman_oft_pose", progress=False)
     assert ds.videos == ["OFT_38", "OFT_44"] and ds.annotators == ["FA", "Jin", "OS"]
+    assert ds.behaviours == ["background", "Supported", "Unsupported"] and "Grooming" in ds.extra["dropped_behaviours"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         parsed = read_sturman(shared / "sturman/OFT/AllLabDataOFT_final.csv")
