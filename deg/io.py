@@ -4,10 +4,17 @@ Every writer in the package goes through :func:`atomic_path`: it yields a tempor
 the destination's folder, and only when the block finishes without an exception is that file
 fsync'ed and renamed over the destination (``os.replace`` is atomic on POSIX). A crash or a
 ``kill -9`` mid-write leaves at worst a ``.tmp-*`` file, which no reader takes for a result.
+
+Written files get the mode a plain ``open(path, "w")`` would give (``0o666`` minus the umask),
+not the private ``0o600`` of :func:`tempfile.mkstemp`: datasets, tables and predictions are
+meant to be read by the rest of a lab. A write that fails because the disk (or the quota, or
+the file-size limit) is full raises :class:`DiskFullError` naming the destination, the folder
+and the cause, and leaves the destination as it was.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -15,6 +22,49 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+
+# errno values that mean "no room": disk full, quota exceeded, file-size limit (RLIMIT_FSIZE).
+_NO_SPACE = {errno.ENOSPC: "ENOSPC, no space left on device", errno.EDQUOT: "EDQUOT, disk quota exceeded",
+             errno.EFBIG: "EFBIG, file too large for the file-size limit"}
+
+
+class DiskFullError(OSError):
+    """A write ran out of room; the message names the file, its folder and the cause."""
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (Linux ``/proc``); else set-and-restore."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: ``0o666`` minus the umask."""
+    return 0o666 & ~current_umask()
+
+
+def _no_space_cause(exc: BaseException, folder: Path) -> str | None:
+    """Why ``exc`` is a full-disk failure (errno anywhere in its chain, or no free block left)."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _NO_SPACE:
+            return _NO_SPACE[seen.errno]
+        seen = seen.__cause__ or seen.__context__
+    try:   # libraries that wrap the OSError in their own error (torch.save) hide the errno
+        st = os.statvfs(folder)
+        if st.f_bavail == 0:
+            return "ENOSPC, no space left on device (0 bytes free)"
+    except OSError:
+        pass
+    return None
 
 
 @contextlib.contextmanager
@@ -28,13 +78,24 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{dest.name}-", suffix=suffix if suffix is not None else dest.suffix,
                                dir=dest.parent)
-    os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        with open(tmp_path, "rb") as fh:  # read-only fd: fsync works, and so do hard links to read-only files
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, dest)
+        os.fchmod(fd, default_file_mode())      # mkstemp's 0o600 would make every result private
+    finally:
+        os.close(fd)
+    try:
+        try:
+            yield tmp_path
+            with open(tmp_path, "rb") as fh:  # read-only fd: fsync works, and so do hard links to read-only files
+                os.fsync(fh.fileno())
+            os.replace(tmp_path, dest)
+        except Exception as exc:
+            cause = _no_space_cause(exc, dest.parent)
+            if cause is None or isinstance(exc, DiskFullError):
+                raise
+            raise DiskFullError(errno.ENOSPC if "ENOSPC" in cause else errno.EFBIG,
+                                f"{dest}: cannot write ({cause}) in {dest.parent}; free space there or point "
+                                "DEG_RESULTS / DEG_DATA at a larger disk") from exc
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
