@@ -150,3 +150,82 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, (set, tuple)):
         return list(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+# ============================================================================ text files
+class TextEncodingError(ValueError):
+    """A text file is in no encoding we can read with confidence; names the file and byte offset."""
+
+
+class TextEncodingWarning(UserWarning):
+    """A text file was not UTF-8 and was read as Windows-1252; the message names it."""
+
+
+# Non-ASCII characters a Windows-1252 label or config file plausibly holds besides letters.
+_PLAUSIBLE_SYMBOLS = set("°µ±×÷·–—‘’‚“”„…€£§©®²³¹½¼¾¿¡«»•")
+
+
+def _bad_character(text: str) -> int | None:
+    """Index of the first character no text file holds (controls other than tab, CR, LF, FF)."""
+    for i, ch in enumerate(text):
+        if (ord(ch) < 32 and ch not in "\t\n\r\x0c") or 0x7F <= ord(ch) < 0xA0 or ch == "\ufffd":
+            return i
+    return None
+
+
+def decode_text(raw: bytes, path: str | os.PathLike) -> str:
+    """Decode a text file's bytes without ever replacing a byte silently.
+
+    Order: a UTF-8 or UTF-16 byte-order mark says the encoding; else strict UTF-8; else
+    Windows-1252 (a superset of Latin-1's printable range) when every byte decodes and every
+    non-ASCII character is a letter or a common symbol, with a :class:`TextEncodingWarning`
+    naming the file. Anything else (invalid bytes, NUL or other control characters, UTF-16
+    without a BOM) raises :class:`TextEncodingError` naming the file and the byte offset.
+    """
+    bom = b""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        encoding, bom = "utf-8", raw[:3]
+    elif raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding, bom = ("utf-16-le" if raw[:2] == b"\xff\xfe" else "utf-16-be"), raw[:2]
+    else:
+        encoding = "utf-8"
+    body = raw[len(bom):]
+    try:
+        text = body.decode(encoding)
+    except UnicodeDecodeError as exc:
+        offset = exc.start + len(bom)
+        if bom:
+            raise TextEncodingError(f"{path}: byte offset {offset}: invalid {encoding} although the file starts with "
+                                    f"a {encoding} byte-order mark") from None
+        try:
+            text = body.decode("cp1252")
+        except UnicodeDecodeError:
+            text = None
+        plausible = (text is not None and _bad_character(text) is None
+                     and all(ch.isalpha() or ch in _PLAUSIBLE_SYMBOLS for ch in text if ord(ch) > 127))
+        if not plausible:
+            raise TextEncodingError(f"{path}: not UTF-8 text: byte 0x{body[exc.start]:02x} at byte offset {offset} "
+                                    "is invalid, and the file is not plausible Windows-1252/Latin-1 text either; "
+                                    "re-save it as UTF-8") from None
+        import warnings
+
+        shown = text[max(0, exc.start - 20):exc.start + 20].replace("\n", " ")
+        warnings.warn(f"{path}: not UTF-8 (byte 0x{body[exc.start]:02x} at byte offset {offset}); read as "
+                      f"Windows-1252, giving ...{shown}...", TextEncodingWarning, stacklevel=3)
+        return text
+    bad = _bad_character(text)
+    if bad is not None:
+        offset = len(bom) + len(text[:bad].encode(encoding))
+        hint = " (UTF-16 without a byte-order mark?)" if text[bad] == "\0" else ""
+        raise TextEncodingError(f"{path}: byte offset {offset}: control character {text[bad]!r} in a text "
+                                f"file{hint}; not a {encoding} text file")
+    return text
+
+
+def cut_short(text: str) -> str | None:
+    """Why a machine-written text file looks cut short (its last line has no line break), or None."""
+    if text and not text.endswith(("\n", "\r")):
+        last = text.rsplit("\n", 1)[-1]
+        return (f"the last line ({last[:60]!r}) has no line break, so the file looks cut short (an interrupted "
+                "download or copy); fetch it again, or end it with a newline if it is complete")
+    return None

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from deg import io
 from deg.presets import HPARAMS
 
 _HEADER_LABELS = {"scorer", "individuals", "bodyparts", "coords"}
@@ -73,9 +74,14 @@ def _read_bytes(path: Path) -> bytes:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
             raise KeypointFormatError(f"{path}: not a valid gzip file ({exc})") from exc
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    return raw
+    try:
+        text = io.decode_text(raw, path)
+    except io.TextEncodingError as exc:
+        raise KeypointFormatError(str(exc)) from None
+    problem = io.cut_short(text)
+    if problem:
+        raise KeypointFormatError(f"{path}: {problem}")
+    return text.encode("utf-8")        # one byte form for the vectorised field counts below
 
 
 def line_field_counts(raw: bytes, sep: bytes = b",") -> np.ndarray:
@@ -110,7 +116,7 @@ def read_dlc(path: str | os.PathLike) -> Keypoints:
     """
     path = Path(path)
     raw = _read_bytes(path)
-    lines = raw.decode("utf-8", errors="replace").splitlines()
+    lines = raw.decode("utf-8").splitlines()
     lines = [line for line in lines if line.strip()]
     if not lines:
         raise KeypointFormatError(f"{path}: empty file")

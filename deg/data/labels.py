@@ -55,6 +55,15 @@ def _require_file(path: Path, what: str = "label file") -> None:
         raise LabelFileNotFoundError(f"{path}: {what} not found")
 
 
+def read_text(path: Path) -> str:
+    """The file's text in its detected encoding (:func:`deg.io.decode_text`); bad bytes raise
+    :class:`LabelFormatError` naming the file and the byte offset, never a silent replacement."""
+    try:
+        return io.decode_text(path.read_bytes(), path)
+    except io.TextEncodingError as exc:
+        raise LabelFormatError(str(exc)) from None
+
+
 # ============================================================================ shared helpers
 def background_from(behaviour_matrix: np.ndarray, labelled: np.ndarray | None = None) -> np.ndarray:
     """Full (T, K) matrix from the (T, K-1) behaviour columns: background = no behaviour present.
@@ -116,17 +125,22 @@ def read_deg_labels(path: str | os.PathLike, fix_background: bool = False) -> tu
     """
     path = Path(path)
     _require_file(path)
-    raw = path.read_bytes()
-    if not raw.strip():
+    text = read_text(path)
+    if not text.strip():
         raise LabelFormatError(f"{path}: empty file")
-    header = raw.decode("utf-8-sig", errors="replace").splitlines()[0].split(",")
+    header = text.splitlines()[0].split(",")
     names = [h.strip().strip('"') for h in header]
     try:
-        frame = pd.read_csv(_io.BytesIO(raw), index_col=False, encoding="utf-8-sig",
-                            skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        frame = pd.read_csv(_io.StringIO(text), index_col=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise LabelFormatError(f"{path}: not a rectangular CSV ({exc})") from exc
     if names and _is_index_column(names[0]):
+        index = pd.to_numeric(frame.iloc[:, 0], errors="coerce").to_numpy(dtype=np.float64)
+        wrong = np.flatnonzero(index != np.arange(len(index)))
+        if len(frame) and len(wrong) and not np.isnan(index).all():
+            # the index column numbers the frames: rows out of order or missing would shift labels
+            raise LabelFormatError(f"{path}: line {wrong[0] + 2}: frame index {frame.iat[wrong[0], 0]!r}, expected "
+                                   f"{wrong[0]} (rows must be frames 0, 1, 2, ... in order)")
         names = names[1:]
         frame = frame.iloc[:, 1:]
     if len(set(names)) != len(names):
@@ -260,7 +274,7 @@ def read_deg_project(project_dir: str | os.PathLike) -> DegProject:
     config_path = root / "project_config.yaml"
     _require_file(config_path, "DeepEthogram project config")
     try:
-        config = yaml.safe_load(config_path.read_text()) or {}
+        config = yaml.safe_load(read_text(config_path)) or {}
     except yaml.YAMLError as exc:
         raise LabelFormatError(f"{config_path}: not valid YAML ({exc})") from exc
     project = config.get("project") if isinstance(config, dict) else None
@@ -389,10 +403,12 @@ def _natural_key(name: str) -> list:
 
 def _read_interval_table(path: Path) -> pd.DataFrame:
     """The raw table with stripped, case-folded column names; separator sniffed from the header."""
-    raw = path.read_bytes()
-    text = raw.decode("utf-8-sig", errors="replace")
+    text = read_text(path)
     if not text.strip():
         raise LabelFormatError(f"{path}: empty file")
+    problem = io.cut_short(text)
+    if problem:
+        raise LabelFormatError(f"{path}: {problem}")
     header = text.lstrip().splitlines()[0]
     counts = {sep: header.count(sep) for sep in _STURMAN_SEPARATORS}
     sep = max(counts, key=counts.get)
@@ -575,9 +591,13 @@ _STREAM_HEADER = re.compile(r"^\s*(S\d+)\s*:\s*start\s+end\s+type\s*$", re.IGNOR
 
 def _parse_caltech(path: Path) -> tuple[list[str], dict[str, list[tuple[int, int, str, int]]]]:
     """(behaviour names from the configuration header, {stream: [(start, end, type, line), ...]})."""
-    lines = path.read_bytes().decode("utf-8-sig", errors="replace").splitlines()
+    text = read_text(path)
+    lines = text.splitlines()
     if not any(line.strip() for line in lines):
         raise LabelFormatError(f"{path}: empty file")
+    problem = io.cut_short(text)
+    if problem:
+        raise LabelFormatError(f"{path}: {problem}")
     try:
         config_at = next(i for i, line in enumerate(lines) if line.strip().lower() == "configuration file:")
     except StopIteration:
