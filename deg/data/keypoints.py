@@ -15,6 +15,7 @@ import gzip
 import io as _io
 import os
 import re
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,6 +33,10 @@ _COORDS = ("x", "y", "likelihood")
 
 class KeypointFormatError(ValueError):
     """A keypoint file is missing or malformed; the message names the file."""
+
+
+class KeypointWarning(UserWarning):
+    """A keypoint file was readable but something in it is empty or dropped; names the file."""
 
 
 class KeypointFileNotFoundError(KeypointFormatError, FileNotFoundError):
@@ -165,6 +170,13 @@ def read_dlc(path: str | os.PathLike) -> Keypoints:
     frame_index = values[:, label_col]
     if np.isnan(frame_index).any() or (frame_index != np.round(frame_index)).any():
         raise KeypointFormatError(f"{path}: the frame index column holds missing or non-integer values")
+    steps = np.diff(frame_index)
+    if (steps <= 0).any():
+        row = int(np.flatnonzero(steps <= 0)[0]) + 1
+        what = "repeats" if steps[row - 1] == 0 else "goes back to"
+        raise KeypointFormatError(f"{path}: line {n_header + row + 1}: frame number {what} {int(frame_index[row])} "
+                                  f"after {int(frame_index[row - 1])}; frames must increase (rows shuffled or "
+                                  "files concatenated?)")
     data = values[:, label_col + 1:]
     n_frames = len(data)
     xy = np.full((n_frames, len(animals), len(parts), 2), np.nan, dtype=np.float32)
@@ -176,6 +188,20 @@ def read_dlc(path: str | os.PathLike) -> Keypoints:
         xy[:, a_idx[cols], p_idx[cols], target] = data[:, cols]
     cols = np.array([c == "likelihood" for c in coords])
     likelihood[:, a_idx[cols], p_idx[cols]] = data[:, cols]
+    outside = np.isfinite(likelihood) & ((likelihood < 0) | (likelihood > 1))
+    if outside.any():
+        t, a, p = (int(i) for i in np.argwhere(outside)[0])
+        raise KeypointFormatError(f"{path}: line {n_header + t + 1}: likelihood {likelihood[t, a, p]:g} of "
+                                  f"{animals[a]}/{parts[p]} outside [0, 1] ({int(outside.sum())} value(s) in all); "
+                                  "columns shifted, or not DeepLabCut confidences?")
+    found = np.isfinite(xy).all(axis=-1).any(axis=0)                 # (A, P): tracked at least once
+    if not found.any():
+        raise KeypointFormatError(f"{path}: no body part was found in any of its {n_frames} frames (every x/y is "
+                                  "empty or NaN)")
+    if not found[[animals.index(a) for a, _ in present], [parts.index(p) for _, p in present]].all():
+        empty = sorted(f"{a}/{p}" for a, p in present if not found[animals.index(a), parts.index(p)])
+        warnings.warn(f"{path}: {len(empty)} track(s) are empty (NaN) in every frame and stay NaN: "
+                      f"{', '.join(empty[:10])}", KeypointWarning, stacklevel=2)
     return Keypoints(xy=xy, likelihood=likelihood, animals=animals, bodyparts=parts,
                      scorer=scorers[0] if scorers else "", frame_index=frame_index.astype(np.int64), path=path)
 

@@ -166,6 +166,9 @@ def read_deg_labels(path: str | os.PathLike, fix_background: bool = False) -> tu
         raise LabelFormatError(f"{path}: line {np.flatnonzero(mixed)[0] + 2} mixes -1 with 0/1; an "
                                "unlabelled frame must be -1 on every column")
     labelled = ~unlabelled[:, 0]
+    if not labelled.any():
+        raise LabelFormatError(f"{path}: every one of its {len(matrix)} frames is unlabelled (-1 on every column); "
+                               "the file carries no labels (delete it to mark the video as unlabelled)")
     expected = background_from(matrix[:, 1:].clip(0, 1), labelled)
     wrong = expected[:, 0] != matrix[:, 0]
     if wrong.any():
@@ -544,6 +547,12 @@ def read_sturman(path: str | os.PathLike, fps: float = 25.0, n_frames: int = 150
         row = int(np.flatnonzero(backwards)[0])
         raise LabelFormatError(f"{path}: line {_line(table, row)}: interval ends ({end_s[row]}) before it starts "
                                f"({start_s[row]})")
+    negative = (start_s < 0) | (end_s < 0)
+    if negative.any():
+        row = int(np.flatnonzero(negative)[0])
+        raise LabelFormatError(f"{path}: line {_line(table, row)}: negative time ({start_s[row]} to {end_s[row]} s); "
+                               "times are seconds from the start of the video")
+    window_s = n_frames / fps
     kinds = table["type"]
     if "file" in table.columns:
         if (table["file"] == "").any():
@@ -566,6 +575,13 @@ def read_sturman(path: str | os.PathLike, fps: float = 25.0, n_frames: int = 150
                               "end_s": end_s[keep]})
     first, last = _frame_runs(intervals["start_s"].to_numpy(), intervals["end_s"].to_numpy(), fps)
     first, last = np.clip(first, 0, None), np.clip(last, None, n_frames - 1)
+    past = intervals["end_s"].to_numpy() > window_s
+    outside = past & (first > last)
+    if past.any():
+        lines = [_line(table, int(r)) for r in np.flatnonzero(keep)[past][:10]]
+        warnings.warn(f"{path}: {int(past.sum())} interval(s) run past the {window_s:g} s window ({n_frames} frames); "
+                      f"{int(outside.sum())} of them start after it and were dropped, the others cut at its end "
+                      f"(line(s) {lines})", LabelOverrunWarning, stacklevel=2)
     column = intervals["behaviour"].map({n: i for i, n in enumerate(names)}).to_numpy(dtype=np.int64)
 
     matrices: dict[tuple[str, str], np.ndarray] = {}
