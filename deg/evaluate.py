@@ -124,11 +124,21 @@ def read_predictions(run_dir: Path, video: str, shape: tuple[int, int]) -> dict[
 
 
 def _labels(dataset, video: str, annotator: str) -> np.ndarray:
+    """(T, K) labels of ``annotator``; a file whose length differs from the training annotator's
+    file of the same video is an error naming both files (not a shape mismatch later)."""
     try:
-        return np.asarray(dataset.labels(video, annotator))
+        matrix = np.asarray(dataset.labels(video, annotator))
     except FileNotFoundError as exc:
         raise EvaluationError(f"{dataset.label_path(video, annotator)}: no labels of {annotator!r} for "
                               f"video {video!r}") from exc
+    reference = dataset.train_annotator
+    if annotator != reference and dataset.has_labels(video, reference):
+        n_reference = len(dataset.labels(video, reference))
+        if len(matrix) != n_reference:
+            raise EvaluationError(f"{dataset.label_path(video, annotator)}: {len(matrix)} label rows, but "
+                                  f"{dataset.label_path(video, reference)} ({reference!r}, the training annotator) "
+                                  f"has {n_reference} for video {video!r}; every annotator needs one row per frame")
+    return matrix
 
 
 def _has_labels(dataset, video: str, annotator: str) -> bool:

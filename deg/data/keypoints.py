@@ -157,6 +157,13 @@ def read_dlc(path: str | os.PathLike) -> Keypoints:
     animals = list(dict.fromkeys(animals_per_col))
     parts = list(dict.fromkeys(parts_per_col))
     keys = list(zip(animals_per_col, parts_per_col, coords))
+    if len(set(keys)) != len(keys) and "individuals" not in cells:
+        repeats = {k: keys.count(k) for k in keys}
+        if len(set(repeats.values())) == 1:
+            n = next(iter(repeats.values()))
+            raise KeypointFormatError(f"{path}: every (bodypart, coord) column appears {n} times: this looks like a "
+                                      "multi-animal DeepLabCut file whose 'individuals' header row is missing "
+                                      "(expected rows scorer, individuals, bodyparts, coords)")
     if len(set(keys)) != len(keys):
         dup = next(k for k in keys if keys.count(k) > 1)
         raise KeypointFormatError(f"{path}: column (individual, bodypart, coord) {dup} appears twice")

@@ -172,6 +172,12 @@ def read_deg_labels(path: str | os.PathLike, fix_background: bool = False) -> tu
     expected = background_from(matrix[:, 1:].clip(0, 1), labelled)
     wrong = expected[:, 0] != matrix[:, 0]
     if wrong.any():
+        if not fix_background and (matrix[wrong, 0] == 0).all():
+            # no column is 1 on these rows: a behaviour column is missing, not a background error
+            raise LabelFormatError(
+                f"{path}: on {int(wrong.sum())} labelled frame(s), first at line {np.flatnonzero(wrong)[0] + 2}, no "
+                f"column is 1 (background 0 and no behaviour 1): a behaviour column seems to be missing from "
+                f"the header {names}")
         if not fix_background:
             raise LabelFormatError(
                 f"{path}: '{BACKGROUND}' disagrees with the behaviour columns on {int(wrong.sum())} "
