@@ -66,7 +66,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from deg import bouts, io, metrics
+from deg import bouts, cli, io, metrics
 from deg.presets import HPARAMS, PROFILES
 
 SOURCES = ("model", "feature_extractor", "shuffle")
@@ -405,8 +405,12 @@ def with_train_frames(metrics_table: pd.DataFrame, train_frames: pd.DataFrame) -
     return metrics_table.merge(wide[keys + ["n_positive", "percent_positive"]], on=keys, how="inner")
 
 
+@cli.entry_point("deg.evaluate")
 def main(argv: list[str] | None = None) -> int:
-    """``python -m deg.evaluate humans --profile P <dataset> ...`` (a step of the workflow)."""
+    """``python -m deg.evaluate humans --profile P <dataset> ...`` (a step of the workflow).
+
+    Exit codes: :mod:`deg.cli` (2 for an unknown profile or dataset, checked before anything is written).
+    """
     import argparse
 
     from deg import paths
@@ -417,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", required=True)
     parser.add_argument("ids", nargs="+")
     args = parser.parse_args(argv)
+    cli.check_profile(args.profile)
+    cli.check_datasets(args.ids)
     for dataset_id in args.ids:
         dataset = open_dataset(dataset_id)
         out = paths.results_dir() / args.profile / dataset.id / "humans"
