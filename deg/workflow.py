@@ -90,9 +90,13 @@ class Plan:
 
 
 def plan(profile_name: str, datasets: str = "") -> Plan:
-    profile = get_profile(profile_name)
+    """What to compute; unknown or wrong-case profile / dataset names raise :class:`deg.cli.UsageError`
+    ("unknown dataset 'X'; known: ...", datasets prepared under ``data/`` included)."""
+    from deg import cli
+
+    profile = get_profile(cli.check_profile(profile_name))
     if datasets.strip():
-        chosen = datasets.split()
+        chosen = cli.check_datasets(datasets.split())
     else:
         chosen = list(profile.datasets) + [d for d in LABEL_ONLY
                                            if (paths.dataset_dir(d) / "COMPLETE").exists() and d not in profile.datasets]
