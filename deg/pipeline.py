@@ -82,7 +82,7 @@ def _patched_hparams(overrides: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def split_name(split: int | str) -> str:
-    if isinstance(split, (int, np.integer)):
+    if isinstance(split, (int, np.integer)) or str(split).isdigit():   # "0" from a command line is split0
         return f"split{int(split)}"
     if re.fullmatch(r"split\d+|sub\d+_d\d+", str(split)):
         return str(split)
