@@ -424,6 +424,15 @@ def _read_interval_table(path: Path) -> pd.DataFrame:
     if counts[sep] == 0:
         raise LabelFormatError(f"{path}: cannot detect the separator (expected ';', ',' or tab) in header "
                                f"{header[:80]!r}")
+    import csv
+
+    widths = [(number, len(row)) for number, row in enumerate(csv.reader(_io.StringIO(text), delimiter=sep), start=1)
+              if row and any(cell.strip() for cell in row)]
+    ragged = [(number, width) for number, width in widths if width != widths[0][1]]
+    if ragged:
+        # a lost or extra separator shifts fields into the wrong columns (a behaviour name would change)
+        raise LabelFormatError(f"{path}: line {ragged[0][0]} has {ragged[0][1]} {sep!r}-separated fields, the header "
+                               f"{widths[0][1]} ({len(ragged)} such line(s))")
     try:
         table = pd.read_csv(_io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
                             skipinitialspace=True, index_col=False)
