@@ -426,8 +426,19 @@ def _read_interval_table(path: Path) -> pd.DataFrame:
                                f"{header[:80]!r}")
     import csv
 
-    widths = [(number, len(row)) for number, row in enumerate(csv.reader(_io.StringIO(text), delimiter=sep), start=1)
+    bare = re.search(r"\r(?!\n)", text)
+    if bare and "\r\n" in text:
+        raise LabelFormatError(f"{path}: line {text.count(chr(10), 0, bare.start()) + 1} ends with a bare carriage "
+                               "return while other lines end with CR LF: the file was damaged or pieced together")
+    try:
+        rows = list(csv.reader(_io.StringIO(text, newline=""), delimiter=sep, strict=True))
+    except csv.Error as exc:
+        raise LabelFormatError(f"{path}: not a {sep!r}-separated table ({exc})") from None
+    widths = [(number, len(row)) for number, row in enumerate(rows, start=1)
               if row and any(cell.strip() for cell in row)]
+    stray = next((number for number, row in enumerate(rows, start=1) if any('"' in cell for cell in row)), None)
+    if stray is not None:
+        raise LabelFormatError(f"{path}: line {stray}: a stray '\"' inside a field (a lost separator or line break?)")
     ragged = [(number, width) for number, width in widths if width != widths[0][1]]
     if ragged:
         # a lost or extra separator shifts fields into the wrong columns (a behaviour name would change)
