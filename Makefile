@@ -6,7 +6,7 @@ PY       := .venv/bin/python
 SNAKE    := .venv/bin/snakemake --snakefile workflow/Snakefile --cores $(CORES) \
             --config profile=$(PROFILE) datasets="$(DATASETS)"
 
-.PHONY: help setup test figures data bench predict clean
+.PHONY: help setup test soak figures data bench predict clean
 
 help:            ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -19,6 +19,9 @@ setup:           ## create .venv and install deg (editable) with pinned dependen
 
 test:            ## run the test suite (CPU, tiny profile; fails when no test is collected)
 	$(PY) -m pytest -q
+
+soak:            ## long fault injection: a whole tiny run killed in every stage, SOAK_ROUNDS times (default 5)
+	DEG_SOAK=$(or $(SOAK_ROUNDS),5) $(PY) -m pytest -q tests/reliability/test_runs.py
 
 figures:         ## regenerate every figure: PROFILE=tiny|demo|paper, DATASETS="a b" narrows
 	$(SNAKE) --rerun-incomplete
