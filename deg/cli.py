@@ -119,7 +119,9 @@ def exit_code(exc: BaseException) -> int | None:
         return EXIT_USAGE if exc.args and str(exc.args[0]).startswith("unknown ") else None
     if isinstance(exc, DiskFullError):
         return EXIT_NO_SPACE
-    if isinstance(exc, (ValueError, OSError)):
+    # deg's own errors name the file and the problem; a bare ValueError from a library is a bug
+    if isinstance(exc, (ValueError, OSError)) and (type(exc).__module__.startswith("deg.") or isinstance(
+            exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError))):
         return EXIT_INPUT
     return None
 

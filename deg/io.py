@@ -51,18 +51,24 @@ def default_file_mode() -> int:
     return 0o666 & ~current_umask()
 
 
-def _no_space_cause(exc: BaseException, folder: Path) -> str | None:
-    """Why ``exc`` is a full-disk failure (errno anywhere in its chain, or no free block left)."""
+def _no_space_cause(exc: BaseException, folder: Path, tmp: Path) -> str | None:
+    """Why ``exc`` is a full-disk failure (errno anywhere in its chain, no free block left, or the
+    file at the process's file-size limit), else None."""
     seen = exc
     while seen is not None:
         if isinstance(seen, OSError) and seen.errno in _NO_SPACE:
             return _NO_SPACE[seen.errno]
         seen = seen.__cause__ or seen.__context__
-    try:   # libraries that wrap the OSError in their own error (torch.save) hide the errno
-        st = os.statvfs(folder)
-        if st.f_bavail == 0:
+    # libraries that wrap the OSError in their own error (torch.save's RuntimeError) hide the errno
+    try:
+        if os.statvfs(folder).f_bavail == 0:
             return "ENOSPC, no space left on device (0 bytes free)"
-    except OSError:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and tmp.exists() and tmp.stat().st_size >= limit:
+            return _NO_SPACE[errno.EFBIG]
+    except (OSError, ImportError):
         pass
     return None
 
@@ -90,7 +96,7 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
                 os.fsync(fh.fileno())
             os.replace(tmp_path, dest)
         except Exception as exc:
-            cause = _no_space_cause(exc, dest.parent)
+            cause = _no_space_cause(exc, dest.parent, tmp_path)
             if cause is None or isinstance(exc, DiskFullError):
                 raise
             raise DiskFullError(errno.ENOSPC if "ENOSPC" in cause else errno.EFBIG,

@@ -1,14 +1,17 @@
 """Runs under faults: killed (SIGKILL) inside every stage, re-run, read-only; provenance kept.
 
-A child process (``whole_run.py``: training run, evaluation, a figure) is killed at points chosen
-with a seeded generator inside the named stages, then started again, until it finishes; its
-predictions, tables and figure data must equal those of an undisturbed run in another folder.
+A child process (``whole_run.py``: training run, evaluation, a figure) first runs out of room
+during feature-extractor training (its results folder on a 100 MB tmpfs when root, else a 20 MB
+file-size limit): it must stop with a ``DiskFullError`` naming the file and ``ENOSPC``/``EFBIG``.
+With the room back, it is killed at points chosen with a seeded generator inside the named
+stages, then started again, until it finishes; its predictions, features, tables and figure data
+must equal those of an undisturbed run in another folder.
 Finally the finished results folder is made read-only (a read-only bind mount when root, else
 ``chmod``) and the run must still load, leaving its ``run.json`` untouched. ``run.json`` keeps
 the start and wall time of the computation across resumed attempts; a no-op re-run adds ``checked_at``.
 
-``make test`` kills at two points (feature writing, figure writing; ``tests/test_pipeline.py`` kills
-one inside feature-extractor training); ``make soak``
+``make test`` fills the disk once and kills once, during feature writing (a minute of CPU;
+``tests/test_pipeline.py`` also kills one run inside feature-extractor training); ``make soak``
 (``DEG_SOAK=<rounds>``) kills in all six stages, each at ``rounds`` random moments.
 """
 from __future__ import annotations
@@ -56,7 +59,7 @@ def _started(stage: str, results: Path, figures: Path) -> bool:
 
 
 STAGES = ("flow", "feature", "feature_writing", "sequence", "evaluation", "figure_writing")
-ROUNDS = [["feature_writing", "figure_writing"]] if not SOAK else [list(STAGES)] * SOAK
+ROUNDS = [["feature_writing"]] if not SOAK else [list(STAGES)] * SOAK
 
 
 def _env(root: Path, results: Path, figures: Path) -> dict[str, str]:
@@ -136,7 +139,46 @@ def read_only(folder: Path):
                 p.chmod(mode)
 
 
-def test_killed_anywhere_then_rerun_gives_the_undisturbed_results(tmp_path, monkeypatch):
+@pytest.fixture
+def results_disk(tmp_path):
+    """The results folder on its own tmpfs when this process may mount one (root), so that it can
+    really fill up; elsewhere the child gets a file-size limit (``EFBIG``) instead."""
+    folder = tmp_path / "results"
+    folder.mkdir()
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2g", "tmpfs", str(folder)], capture_output=True).returncode == 0
+    yield folder, mounted
+    if mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def _clear(folder: Path) -> None:
+    if folder.exists():
+        for child in folder.iterdir():
+            subprocess.run(["rm", "-rf", str(child)], check=True)
+
+
+def _run_out_of_room(env: dict[str, str], results: Path, mounted: bool) -> str:
+    """Run until the disk is full during feature-extractor training (its checkpoints are ~45 MB):
+    a 100 MB tmpfs, or a 20 MB file-size limit; then free the room again, as a user would."""
+    if mounted:
+        subprocess.run(["mount", "-o", "remount,size=100m", str(results)], check=True)
+    else:
+        env = {**env, "DEG_TEST_FILE_SIZE_LIMIT": str(20 * 2**20)}
+    try:
+        done = subprocess.run([sys.executable, str(HERE / "whole_run.py")], env=env, capture_output=True, text=True,
+                              timeout=300)
+    finally:
+        if mounted:
+            subprocess.run(["mount", "-o", "remount,size=2g", str(results)], check=True)
+    assert done.returncode != 0, "the run did not run out of room"
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("deg.io.DiskFullError") and str(results) in last, last
+    assert ("ENOSPC" if mounted else "EFBIG") in last, last
+    return "disk full"
+
+
+def test_full_disk_and_kills_then_rerun_gives_the_undisturbed_results(tmp_path, monkeypatch, results_disk):
     from deg.data import synthetic
 
     import torch
@@ -154,16 +196,17 @@ def test_killed_anywhere_then_rerun_gives_the_undisturbed_results(tmp_path, monk
         torch.set_num_threads(threads)
     reference = _outputs(tmp_path / "clean_results", tmp_path / "clean_figures")
 
-    results, figures = tmp_path / "results", tmp_path / "figures"
+    (results, mounted), figures = results_disk, tmp_path / "figures"
     env = _env(tmp_path, results, figures)
     rng = np.random.default_rng(12)
     for points in ROUNDS:
         for path in (results, figures):
-            subprocess.run(["rm", "-rf", str(path)], check=True)
-        outcomes = [(stage, _kill_during(stage, float(rng.uniform(0, 0.15)), env, results, figures))
-                    for stage in points]
-        if not SOAK:        # the two points of `make test` are long enough to be hit every time
-            assert all(outcome == "killed" for _, outcome in outcomes), outcomes
+            _clear(path)
+        outcomes = [("disk", _run_out_of_room(env, results, mounted))]
+        outcomes += [(stage, _kill_during(stage, float(rng.uniform(0, 0.15)), env, results, figures))
+                     for stage in points]
+        if not SOAK:        # the point of `make test` is long enough to be hit every time
+            assert all(outcome == "killed" for _, outcome in outcomes[1:]), outcomes
         print("kill points:", outcomes)
         done = subprocess.run([sys.executable, str(HERE / "whole_run.py")], env=env, capture_output=True,
                               text=True, timeout=300)

@@ -33,5 +33,11 @@ def whole_run() -> None:
 
 
 if __name__ == "__main__":
+    import os
+    import resource
+
+    limit = int(os.environ.get("DEG_TEST_FILE_SIZE_LIMIT", "0") or 0)
+    if limit:               # a file-size limit: writes past it fail with EFBIG, as a full disk fails with ENOSPC
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     whole_run()
     sys.exit(0)
