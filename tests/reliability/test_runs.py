@@ -1,7 +1,7 @@
 """Runs under faults: killed (SIGKILL) inside every stage, re-run, read-only; provenance kept.
 
 A child process (``whole_run.py``: training run, evaluation, a figure) first runs out of room
-during feature-extractor training (its results folder on a 100 MB tmpfs when root, else a 20 MB
+during flow-generator training (its results folder on a 12 MB tmpfs when root, else a 4 MB
 file-size limit): it must stop with a ``DiskFullError`` naming the file and ``ENOSPC``/``EFBIG``.
 With the room back, it is killed at points chosen with a seeded generator inside the named
 stages, then started again, until it finishes; its predictions, features, tables and figure data
@@ -159,12 +159,12 @@ def _clear(folder: Path) -> None:
 
 
 def _run_out_of_room(env: dict[str, str], results: Path, mounted: bool) -> str:
-    """Run until the disk is full during feature-extractor training (its checkpoints are ~45 MB):
-    a 100 MB tmpfs, or a 20 MB file-size limit; then free the room again, as a user would."""
+    """Run until the disk is full during flow-generator training (two ~8 MB checkpoints): a 12 MB
+    tmpfs, or a 4 MB file-size limit; then free the room again, as a user would."""
     if mounted:
-        subprocess.run(["mount", "-o", "remount,size=100m", str(results)], check=True)
+        subprocess.run(["mount", "-o", "remount,size=12m", str(results)], check=True)
     else:
-        env = {**env, "DEG_TEST_FILE_SIZE_LIMIT": str(20 * 2**20)}
+        env = {**env, "DEG_TEST_FILE_SIZE_LIMIT": str(4 * 2**20)}
     try:
         done = subprocess.run([sys.executable, str(HERE / "whole_run.py")], env=env, capture_output=True, text=True,
                               timeout=300)
