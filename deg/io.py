@@ -99,9 +99,10 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
             cause = _no_space_cause(exc, dest.parent, tmp_path)
             if cause is None or isinstance(exc, DiskFullError):
                 raise
-            raise DiskFullError(errno.ENOSPC if "ENOSPC" in cause else errno.EFBIG,
-                                f"{dest}: cannot write ({cause}) in {dest.parent}; free space there or point "
-                                "DEG_RESULTS / DEG_DATA at a larger disk") from exc
+            advice = ("raise the file-size limit (ulimit -f)" if "EFBIG" in cause else
+                      "free space there or point DEG_RESULTS / DEG_DATA at a larger disk")
+            raise DiskFullError(errno.EFBIG if "EFBIG" in cause else errno.ENOSPC,
+                                f"{dest}: cannot write ({cause}) in {dest.parent}; {advice}") from exc
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
