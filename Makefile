@@ -9,7 +9,7 @@ PY       := .venv/bin/python
 SNAKE    := .venv/bin/snakemake --snakefile workflow/Snakefile --cores $(CORES) \
             --config profile=$(PROFILE) datasets="$(DATASETS)" overrides='$(OVERRIDES)'
 
-.PHONY: help setup test figures data bench predict clean
+.PHONY: help setup test soak figures data bench predict clean
 
 help:            ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -22,6 +22,9 @@ setup:           ## create .venv and install deg (editable) with pinned dependen
 
 test:            ## run the test suite (CPU, tiny profile; fails when no test is collected)
 	$(PY) -m pytest -q
+
+soak:            ## long fault injection: a whole tiny run killed in every stage, SOAK_ROUNDS times (default 5)
+	DEG_SOAK=$(or $(SOAK_ROUNDS),5) $(PY) -m pytest -q tests/reliability/test_runs.py
 
 figures:         ## regenerate every figure: PROFILE=tiny|demo|paper, DATASETS="a b" narrows, OVERRIDES='{"flow_steps":2}' replaces profile fields
 	@# data first: the plan trains a dataset when its prepared folder has videos (deg.workflow)

@@ -51,7 +51,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from deg import io, paths, presets, provenance
+from deg import cli, io, paths, presets, provenance
 
 STAGES = ("inference", "train_flow", "train_feature", "train_sequence")
 BEHAVIOURS = ["background", "b1", "b2", "b3", "b4", "b5"]   # K = 6, like the synthetic datasets
@@ -354,8 +354,14 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+@cli.entry_point("deg.bench")
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    for name in args.presets or ():
+        cli.check_preset(name)
+    if args.profile is not None:
+        cli.check_profile(args.profile)
+    cli.check_device(args.device)
     quick = args.quick
     settings = Settings(
         presets=tuple(args.presets or (("DEG_f",) if quick else tuple(presets.PRESETS))),
@@ -371,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         presets.get_preset(name)                 # KeyError naming the known presets
     bad = [s for s in settings.sizes if s < 16 or s % 8]
     if bad:
-        raise SystemExit(f"deg.bench: sizes must be >= 16 and divisible by 8 (flow generator), got {bad}")
+        raise cli.UsageError(f"--sizes must be >= 16 and divisible by 8 (flow generator), got {bad}")
     if args.device:
         devices = [args.device]
     else:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deg import io, paths
+from deg import cli, io, paths
 from deg.data.datasets import Dataset, open_dataset
 
 
@@ -86,11 +86,14 @@ def describe(dataset_id: str, profile: str) -> Path:
     return out
 
 
+@cli.entry_point("deg.describe")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Describe datasets for Figure 2")
     parser.add_argument("--profile", required=True)
     parser.add_argument("ids", nargs="+")
     args = parser.parse_args(argv)
+    cli.check_profile(args.profile)
+    cli.check_datasets(args.ids)
     for dataset_id in args.ids:
         print(f"{dataset_id}: {describe(dataset_id, args.profile)}")
     return 0

@@ -66,7 +66,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from deg import bouts, io, metrics
+from deg import bouts, cli, io, metrics
 from deg.presets import HPARAMS, PROFILES
 
 SOURCES = ("model", "feature_extractor", "shuffle")
@@ -124,11 +124,21 @@ def read_predictions(run_dir: Path, video: str, shape: tuple[int, int]) -> dict[
 
 
 def _labels(dataset, video: str, annotator: str) -> np.ndarray:
+    """(T, K) labels of ``annotator``; a file whose length differs from the training annotator's
+    file of the same video is an error naming both files (not a shape mismatch later)."""
     try:
-        return np.asarray(dataset.labels(video, annotator))
+        matrix = np.asarray(dataset.labels(video, annotator))
     except FileNotFoundError as exc:
         raise EvaluationError(f"{dataset.label_path(video, annotator)}: no labels of {annotator!r} for "
                               f"video {video!r}") from exc
+    reference = dataset.train_annotator
+    if annotator != reference and dataset.has_labels(video, reference):
+        n_reference = len(dataset.labels(video, reference))
+        if len(matrix) != n_reference:
+            raise EvaluationError(f"{dataset.label_path(video, annotator)}: {len(matrix)} label rows, but "
+                                  f"{dataset.label_path(video, reference)} ({reference!r}, the training annotator) "
+                                  f"has {n_reference} for video {video!r}; every annotator needs one row per frame")
+    return matrix
 
 
 def _has_labels(dataset, video: str, annotator: str) -> bool:
@@ -395,8 +405,12 @@ def with_train_frames(metrics_table: pd.DataFrame, train_frames: pd.DataFrame) -
     return metrics_table.merge(wide[keys + ["n_positive", "percent_positive"]], on=keys, how="inner")
 
 
+@cli.entry_point("deg.evaluate")
 def main(argv: list[str] | None = None) -> int:
-    """``python -m deg.evaluate humans --profile P <dataset> ...`` (a step of the workflow)."""
+    """``python -m deg.evaluate humans --profile P <dataset> ...`` (a step of the workflow).
+
+    Exit codes: :mod:`deg.cli` (2 for an unknown profile or dataset, checked before anything is written).
+    """
     import argparse
 
     from deg import paths
@@ -407,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", required=True)
     parser.add_argument("ids", nargs="+")
     args = parser.parse_args(argv)
+    cli.check_profile(args.profile)
+    cli.check_datasets(args.ids)
     for dataset_id in args.ids:
         dataset = open_dataset(dataset_id)
         out = paths.results_dir() / args.profile / dataset.id / "humans"

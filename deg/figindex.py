@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from deg import io, paths
+from deg import cli, io, paths
 
 
 def build_index(profile: str) -> Path:
@@ -34,10 +34,12 @@ def build_index(profile: str) -> Path:
     return io.write_text(root / "README.md", "\n".join(lines) + "\n")
 
 
+@cli.entry_point("deg.figindex")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", required=True)
     args = parser.parse_args(argv)
+    cli.check_profile(args.profile)
     print(build_index(args.profile))
     return 0
 

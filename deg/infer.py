@@ -46,7 +46,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from deg import io
+from deg import cli, io
 
 STAGES_NEEDED = ("flow", "feature", "features", "sequence", "predictions")
 # Which stage each stage's configuration names as its input (deg.pipeline.stage_configs).
@@ -500,8 +500,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line; returns 0 when every video was predicted, 1 when some failed, 2 on a run error."""
+    """Command line; returns 0 when every video was predicted, 1 when some failed, 2 on a usage error
+    (e.g. an unknown ``--device``), 3 when the run folder or a label file is refused (:mod:`deg.cli`)."""
     args = _parser().parse_args(argv)
+    try:
+        cli.check_device(args.device)
+    except cli.UsageError as exc:
+        print(f"deg.infer: error: {exc}", file=sys.stderr)
+        return cli.EXIT_USAGE
     try:
         videos = _expand(args.videos)
         # Everything that can be checked without the models is checked before loading them.
@@ -522,7 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         predictor = Predictor.from_run(args.run, device=args.device, batch=args.batch)
     except (ValueError, OSError) as exc:
         print(f"deg.infer: error: {exc}", file=sys.stderr)
-        return 2
+        return cli.exit_code(exc) or cli.EXIT_INPUT
     failures: list[tuple[Path, str]] = []
     for video in videos:
         try:

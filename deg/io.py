@@ -4,10 +4,17 @@ Every writer in the package goes through :func:`atomic_path`: it yields a tempor
 the destination's folder, and only when the block finishes without an exception is that file
 fsync'ed and renamed over the destination (``os.replace`` is atomic on POSIX). A crash or a
 ``kill -9`` mid-write leaves at worst a ``.tmp-*`` file, which no reader takes for a result.
+
+Written files get the mode a plain ``open(path, "w")`` would give (``0o666`` minus the umask),
+not the private ``0o600`` of :func:`tempfile.mkstemp`: datasets, tables and predictions are
+meant to be read by the rest of a lab. A write that fails because the disk (or the quota, or
+the file-size limit) is full raises :class:`DiskFullError` naming the destination, the folder
+and the cause, and leaves the destination as it was.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -15,6 +22,55 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+
+# errno values that mean "no room": disk full, quota exceeded, file-size limit (RLIMIT_FSIZE).
+_NO_SPACE = {errno.ENOSPC: "ENOSPC, no space left on device", errno.EDQUOT: "EDQUOT, disk quota exceeded",
+             errno.EFBIG: "EFBIG, file too large for the file-size limit"}
+
+
+class DiskFullError(OSError):
+    """A write ran out of room; the message names the file, its folder and the cause."""
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (Linux ``/proc``); else set-and-restore."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: ``0o666`` minus the umask."""
+    return 0o666 & ~current_umask()
+
+
+def _no_space_cause(exc: BaseException, folder: Path, tmp: Path) -> str | None:
+    """Why ``exc`` is a full-disk failure (errno anywhere in its chain, no free block left, or the
+    file at the process's file-size limit), else None."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _NO_SPACE:
+            return _NO_SPACE[seen.errno]
+        seen = seen.__cause__ or seen.__context__
+    # libraries that wrap the OSError in their own error (torch.save's RuntimeError) hide the errno
+    try:
+        if os.statvfs(folder).f_bavail == 0:
+            return "ENOSPC, no space left on device (0 bytes free)"
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and tmp.exists() and tmp.stat().st_size >= limit:
+            return _NO_SPACE[errno.EFBIG]
+    except (OSError, ImportError):
+        pass
+    return None
 
 
 @contextlib.contextmanager
@@ -28,13 +84,25 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{dest.name}-", suffix=suffix if suffix is not None else dest.suffix,
                                dir=dest.parent)
-    os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        with open(tmp_path, "rb") as fh:  # read-only fd: fsync works, and so do hard links to read-only files
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, dest)
+        os.fchmod(fd, default_file_mode())      # mkstemp's 0o600 would make every result private
+    finally:
+        os.close(fd)
+    try:
+        try:
+            yield tmp_path
+            with open(tmp_path, "rb") as fh:  # read-only fd: fsync works, and so do hard links to read-only files
+                os.fsync(fh.fileno())
+            os.replace(tmp_path, dest)
+        except Exception as exc:
+            cause = _no_space_cause(exc, dest.parent, tmp_path)
+            if cause is None or isinstance(exc, DiskFullError):
+                raise
+            advice = ("raise the file-size limit (ulimit -f)" if "EFBIG" in cause else
+                      "free space there or point DEG_RESULTS / DEG_DATA at a larger disk")
+            raise DiskFullError(errno.EFBIG if "EFBIG" in cause else errno.ENOSPC,
+                                f"{dest}: cannot write ({cause}) in {dest.parent}; {advice}") from exc
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -89,3 +157,82 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, (set, tuple)):
         return list(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+# ============================================================================ text files
+class TextEncodingError(ValueError):
+    """A text file is in no encoding we can read with confidence; names the file and byte offset."""
+
+
+class TextEncodingWarning(UserWarning):
+    """A text file was not UTF-8 and was read as Windows-1252; the message names it."""
+
+
+# Non-ASCII characters a Windows-1252 label or config file plausibly holds besides letters.
+_PLAUSIBLE_SYMBOLS = set("°µ±×÷·–—‘’‚“”„…€£§©®²³¹½¼¾¿¡«»•")
+
+
+def _bad_character(text: str) -> int | None:
+    """Index of the first character no text file holds (controls other than tab, CR, LF, FF)."""
+    for i, ch in enumerate(text):
+        if (ord(ch) < 32 and ch not in "\t\n\r\x0c") or 0x7F <= ord(ch) < 0xA0 or ch == "\ufffd":
+            return i
+    return None
+
+
+def decode_text(raw: bytes, path: str | os.PathLike) -> str:
+    """Decode a text file's bytes without ever replacing a byte silently.
+
+    Order: a UTF-8 or UTF-16 byte-order mark says the encoding; else strict UTF-8; else
+    Windows-1252 (a superset of Latin-1's printable range) when every byte decodes and every
+    non-ASCII character is a letter or a common symbol, with a :class:`TextEncodingWarning`
+    naming the file. Anything else (invalid bytes, NUL or other control characters, UTF-16
+    without a BOM) raises :class:`TextEncodingError` naming the file and the byte offset.
+    """
+    bom = b""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        encoding, bom = "utf-8", raw[:3]
+    elif raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding, bom = ("utf-16-le" if raw[:2] == b"\xff\xfe" else "utf-16-be"), raw[:2]
+    else:
+        encoding = "utf-8"
+    body = raw[len(bom):]
+    try:
+        text = body.decode(encoding)
+    except UnicodeDecodeError as exc:
+        offset = exc.start + len(bom)
+        if bom:
+            raise TextEncodingError(f"{path}: byte offset {offset}: invalid {encoding} although the file starts with "
+                                    f"a {encoding} byte-order mark") from None
+        try:
+            text = body.decode("cp1252")
+        except UnicodeDecodeError:
+            text = None
+        plausible = (text is not None and _bad_character(text) is None
+                     and all(ch.isalpha() or ch in _PLAUSIBLE_SYMBOLS for ch in text if ord(ch) > 127))
+        if not plausible:
+            raise TextEncodingError(f"{path}: not UTF-8 text: byte 0x{body[exc.start]:02x} at byte offset {offset} "
+                                    "is invalid, and the file is not plausible Windows-1252/Latin-1 text either; "
+                                    "re-save it as UTF-8") from None
+        import warnings
+
+        shown = text[max(0, exc.start - 20):exc.start + 20].replace("\n", " ")
+        warnings.warn(f"{path}: not UTF-8 (byte 0x{body[exc.start]:02x} at byte offset {offset}); read as "
+                      f"Windows-1252, giving ...{shown}...", TextEncodingWarning, stacklevel=3)
+        return text
+    bad = _bad_character(text)
+    if bad is not None:
+        offset = len(bom) + len(text[:bad].encode(encoding))
+        hint = " (UTF-16 without a byte-order mark?)" if text[bad] == "\0" else ""
+        raise TextEncodingError(f"{path}: byte offset {offset}: control character {text[bad]!r} in a text "
+                                f"file{hint}; not a {encoding} text file")
+    return text
+
+
+def cut_short(text: str) -> str | None:
+    """Why a machine-written text file looks cut short (its last line has no line break), or None."""
+    if text and not text.endswith(("\n", "\r")):
+        last = text.rsplit("\n", 1)[-1]
+        return (f"the last line ({last[:60]!r}) has no line break, so the file looks cut short (an interrupted "
+                "download or copy); fetch it again, or end it with a newline if it is complete")
+    return None

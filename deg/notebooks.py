@@ -89,26 +89,61 @@ def run_notebook(notebook: str | os.PathLike, output: str | os.PathLike, paramet
     return output
 
 
-def _parse_value(text: str) -> Any:
-    """Command-line values: JSON when it parses (numbers, lists, true/false), else the raw string."""
+def _parse_value(text: str, default_source: str | None = None, name: str = "") -> Any:
+    """A command-line value, typed like the notebook's default for it.
+
+    JSON when it parses (numbers, lists, true/false), else the raw string; but where the
+    notebook's default is a string literal the raw text is kept as a string (``-p split 0``
+    arrives as ``"0"``, not ``0``), and where the default is a number a non-number is refused.
+    """
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError:
+        value = text
+    try:
+        default = ast.literal_eval(default_source) if default_source else None
+    except (ValueError, SyntaxError):
+        return value                      # an expression default: nothing to compare with
+    if isinstance(default, str) and not isinstance(value, str):
         return text
+    if isinstance(default, (int, float)) and not isinstance(default, bool) and (
+            isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise NotebookParameterError(f"parameter {name!r}: {text!r} is not a number (the notebook's default is "
+                                     f"{default_source})")
+    if isinstance(default, list) and not isinstance(value, list):
+        raise NotebookParameterError(f"parameter {name!r}: {text!r} is not a JSON list (the notebook's default is "
+                                     f"{default_source}); write e.g. '[\"a\", \"b\"]'")
+    return value
+
+
+def parse_parameters(notebook: str | os.PathLike, pairs: list[tuple[str, str]] | list[list[str]]) -> dict[str, Any]:
+    """``[(name, text), ...]`` from the command line -> checked, typed parameters (see :func:`_parse_value`)."""
+    declared = declared_parameters(notebook)
+    params = {name: _parse_value(value, declared.get(name), name) for name, value in pairs}
+    check_parameters(notebook, params)
+    return params
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line; exit codes of :mod:`deg.cli`: 2 for a parameter the notebook does not declare or of
+    the wrong kind (checked before anything runs), 1 when a cell fails."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebook")
     parser.add_argument("output")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     parser.add_argument("--cwd", default=None)
     args = parser.parse_args(argv)
-    params = {name: _parse_value(value) for name, value in args.parameter}
+    try:
+        if not Path(args.notebook).is_file():
+            raise NotebookParameterError(f"{args.notebook}: notebook not found")
+        params = parse_parameters(args.notebook, args.parameter)
+    except NotebookParameterError as exc:
+        print(f"deg.notebooks: error: {exc}", file=sys.stderr)
+        return 2
     try:
         run_notebook(args.notebook, args.output, params, cwd=args.cwd)
-    except (NotebookParameterError, NotebookExecutionError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except NotebookExecutionError as exc:
+        print(f"deg.notebooks: error: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -73,7 +73,7 @@ def resolve_profile(profile: str, overrides: dict[str, Any], preset: str | None 
 
 
 def split_name(split: int | str) -> str:
-    if isinstance(split, (int, np.integer)):
+    if isinstance(split, (int, np.integer)) or str(split).isdigit():   # "0" from a command line is split0
         return f"split{int(split)}"
     if re.fullmatch(r"split\d+|sub\d+_d\d+", str(split)):
         return str(split)
@@ -211,8 +211,9 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
 
     configs = stage_configs(ctx)
     keys = keys_of(configs)
-    io.write_json(run_dir / "split.json", {"train": ctx.split.train, "val": ctx.split.val, "test": ctx.split.test,
-                                           "missing": ctx.split.missing})
+    _write_if_changed(run_dir / "split.json", {"train": ctx.split.train, "val": ctx.split.val,
+                                               "test": ctx.split.test, "missing": ctx.split.missing})
+    previous = _previous_record(run_dir / "run.json", keys)
     dirs = {s: StageDir(run_dir / s, keys[s], configs[s]) for s in STAGES}
     # Figure 6 runs use the flow generator of their parent split's run (its folder, its key)
     flow_run_dir = run_dir.parent / flow_parent(run_dir.name)
@@ -221,6 +222,7 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
     dirs["predictions"].extra_outputs = (run_dir / "thresholds.json",)
     records: dict[str, dict[str, Any]] = {}
     models: dict[str, Any] = {}
+    computed: list[str] = []
 
     def write_run_json(complete: bool) -> None:
         provenance.write_run_json(run_dir / "run.json", {
@@ -231,8 +233,8 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
             "normalisation": ctx.norm, "seed": ctx.seed,
             "seeds": {"split": ctx.seed, **{s: common.stage_seed(ctx.seed, s) for s in ("flow", "feature", "sequence")}},
             "device": provenance.device_info(str(ctx.device)), "precision": ctx.precision.name,
-            "stages": records, "stage_keys": keys, "started_at": started,
-            "wall_s": round(time.perf_counter() - t_run, 3), "complete": complete})
+            "stages": records, "stage_keys": keys, **_timing(previous, started, time.perf_counter() - t_run),
+            "complete": complete})
 
     def stage(name: str, compute) -> dict[str, Any]:
         sd = dirs[name]
@@ -248,9 +250,11 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
                 t0 = time.perf_counter()
                 extra = compute(sd.path) or {}
                 records[name] = dict(sd.finish(wall_s=round(time.perf_counter() - t0, 3), **extra), cached=False)
+                computed.append(name)
         if elsewhere:
             records[name]["path"] = str(sd.path)
-        write_run_json(complete=False)
+        if computed:                     # a re-run that computes nothing leaves the provenance alone
+            write_run_json(complete=False)
         return records[name]
 
     def flow_model():
@@ -307,7 +311,10 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
         return {"steps": len(ctx.videos), "thresholds": thresholds}
 
     stage("predictions", do_predictions)
-    write_run_json(complete=True)
+    if computed or previous is None or not previous.get("complete"):
+        write_run_json(complete=True)
+    else:
+        _mark_checked(run_dir / "run.json", previous)
     wall = time.perf_counter() - t_run
     fe_f1, seq_f1 = records["feature"].get("best_metric"), records["sequence"].get("best_metric")
     cached = sum(bool(r.get("cached")) for r in records.values())
@@ -328,6 +335,48 @@ def _same_run_elsewhere(profile: presets.Profile, run_dir: Path, stage_dir: Path
         return []
     folders = [root / profile.name] + sorted(root.glob(f"{profile.name}+*"))
     return [(f / rel_stage, f / rel_run) for f in folders if f != own and (f / rel_stage / "DONE").exists()]
+
+
+def _write_if_changed(path: Path, obj: dict[str, Any]) -> None:
+    """Write ``obj`` unless ``path`` already holds it (a finished run on a read-only disk still loads)."""
+    try:
+        if path.exists() and provenance.canonical_json(io.read_json(path)) == provenance.canonical_json(obj):
+            return
+    except ValueError:
+        pass                             # damaged: rewrite it
+    io.write_json(path, obj)
+
+
+def _previous_record(path: Path, keys: dict[str, str]) -> dict[str, Any] | None:
+    """The run.json of an earlier attempt at this very configuration (same stage keys), if any."""
+    try:
+        record = io.read_json(path) if path.exists() else None
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and record.get("stage_keys") == keys else None
+
+
+def _timing(previous: dict[str, Any] | None, started: str, wall_s: float) -> dict[str, Any]:
+    """started_at / wall_s of the computation: a resumed run keeps its first start and adds up walls."""
+    if previous is None or previous.get("complete"):
+        return {"started_at": started, "wall_s": round(wall_s, 3)}
+    return {"started_at": previous.get("started_at", started),
+            "wall_s": round(float(previous.get("wall_s") or 0.0) + wall_s, 3),
+            "resumed_at": list(previous.get("resumed_at", [])) + [started]}
+
+
+def _mark_checked(path: Path, previous: dict[str, Any]) -> None:
+    """A no-op re-run: keep run.json as the computation wrote it, plus ``checked_at`` (skipped when
+    the results folder is read-only)."""
+    try:
+        io.write_json(path, {**previous, "checked_at": provenance.now_iso()})
+    except PermissionError:
+        pass
+    except OSError as exc:
+        import errno
+
+        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
 
 
 def _split_name_of(run_dir: Path) -> str:

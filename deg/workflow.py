@@ -241,10 +241,14 @@ class Plan:
 def plan(profile_name: str, datasets: str = "", overrides: dict | None = None) -> Plan:
     """The DAG's content for a profile; ``overrides`` (Profile fields, HPARAMS entries) as for
     :func:`deg.presets.get_profile`: they size the plan (e.g. ``n_splits``, ``subsample_videos``)
-    and reach every run; an overridden profile has its own results folder (``Plan.results_name``)."""
-    profile = get_profile(profile_name, **(overrides or {}))
+    and reach every run; an overridden profile has its own results folder (``Plan.results_name``).
+    Unknown or wrong-case profile / dataset names raise :class:`deg.cli.UsageError` ("unknown
+    dataset 'X'; known: ...", datasets prepared under ``data/`` included)."""
+    from deg import cli
+
+    profile = get_profile(cli.check_profile(profile_name), **(overrides or {}))
     if datasets.strip():
-        chosen = datasets.split()
+        chosen = cli.check_datasets(datasets.split())
         extra: list[str] = []
     else:
         chosen = list(profile.datasets)

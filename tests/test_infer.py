@@ -160,7 +160,7 @@ def test_unfinished_or_inconsistent_run_names_the_stage(tiny_run, tmp_path, caps
     with pytest.raises(infer.RunFolderError, match="stage 'sequence' has no DONE"):
         infer.check_run(copy)
     code = infer.main(["--run", str(copy), "--quiet", str(videos / "video00.mp4")])
-    assert code == 2 and "'sequence'" in capsys.readouterr().err
+    assert code == 3 and "'sequence'" in capsys.readouterr().err
     assert not (videos / "video00_predictions.csv").exists()
 
     shutil.copy(run_dir / "sequence" / "DONE", copy / "sequence" / "DONE")
@@ -188,12 +188,12 @@ def test_behaviours_of_another_run_are_refused(tiny_run, predictor, tmp_path, ca
     with pytest.raises(infer.BehaviourMismatchError, match=r"not in the run: \['walk'\]"):
         predictor.check_behaviours(names[1:-1] + ["walk"], "--behaviours")
     code = infer.main(["--run", str(run_dir), "--behaviours", "locomote,walk", str(videos / "video00.mp4")])
-    assert code == 2 and "walk" in capsys.readouterr().err
+    assert code == 3 and "walk" in capsys.readouterr().err
     other = tmp_path / "other_labels.csv"
     other.write_text(",background,walk,rear\n0,1,0,0\n1,0,1,0\n")
     code = infer.main(["--run", str(run_dir), "--labels", str(other), str(videos / "video00.mp4")])
     err = capsys.readouterr().err
-    assert code == 2 and str(other) in err and "['walk']" in err
+    assert code == 3 and str(other) in err and "['walk']" in err
     assert not (videos / "video00_predictions.csv").exists()
 
     # An output CSV already there with other columns is left alone, and nothing else is written.

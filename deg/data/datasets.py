@@ -102,7 +102,14 @@ class Dataset:
 
     def labels(self, video: str, annotator: str | None = None) -> np.ndarray:
         """(T, K) int8 labels of ``video`` by ``annotator`` (default: the training annotator)."""
-        return _read_labels_cached(str(self.label_path(video, annotator)), tuple(self.behaviours))
+        path = self.label_path(video, annotator)
+        try:
+            st = path.stat()
+            stamp = (st.st_size, st.st_mtime_ns)
+        except FileNotFoundError:
+            stamp = None                 # the reader raises, naming the file
+        # keyed by size and mtime too: a file rewritten while the process runs is read again
+        return _read_labels_cached(str(path), tuple(self.behaviours), stamp)
 
     def has_labels(self, video: str, annotator: str) -> bool:
         return self.label_path(video, annotator).exists()
@@ -141,12 +148,16 @@ def _read_pose_cached(path: str, mtime_ns: int, size: int, fps: float):
 
 
 @lru_cache(maxsize=256)
-def _read_labels_cached(path: str, behaviours: tuple[str, ...]) -> np.ndarray:
+def _read_labels_cached(path: str, behaviours: tuple[str, ...], stamp=None) -> np.ndarray:
     from deg.data.labels import read_deg_labels
 
     matrix, names = read_deg_labels(path)
     if tuple(names) != behaviours:
-        raise DatasetError(f"{path}: behaviours {names} differ from the dataset's {list(behaviours)}")
+        missing = [b for b in behaviours if b not in names]
+        extra = [n for n in names if n not in behaviours]
+        what = "; ".join(part for part in (f"missing column(s) {missing}" if missing else "",
+                                           f"extra column(s) {extra}" if extra else "") if part) or "columns in another order"
+        raise DatasetError(f"{path}: {what}: the file has {names}, the dataset's behaviours are {list(behaviours)}")
     matrix.setflags(write=False)
     return matrix
 

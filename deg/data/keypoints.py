@@ -15,12 +15,14 @@ import gzip
 import io as _io
 import os
 import re
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from deg import io
 from deg.presets import HPARAMS
 
 _HEADER_LABELS = {"scorer", "individuals", "bodyparts", "coords"}
@@ -31,6 +33,10 @@ _COORDS = ("x", "y", "likelihood")
 
 class KeypointFormatError(ValueError):
     """A keypoint file is missing or malformed; the message names the file."""
+
+
+class KeypointWarning(UserWarning):
+    """A keypoint file was readable but something in it is empty or dropped; names the file."""
 
 
 class KeypointFileNotFoundError(KeypointFormatError, FileNotFoundError):
@@ -73,9 +79,14 @@ def _read_bytes(path: Path) -> bytes:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
             raise KeypointFormatError(f"{path}: not a valid gzip file ({exc})") from exc
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    return raw
+    try:
+        text = io.decode_text(raw, path)
+    except io.TextEncodingError as exc:
+        raise KeypointFormatError(str(exc)) from None
+    problem = io.cut_short(text)
+    if problem:
+        raise KeypointFormatError(f"{path}: {problem}")
+    return text.encode("utf-8")        # one byte form for the vectorised field counts below
 
 
 def line_field_counts(raw: bytes, sep: bytes = b",") -> np.ndarray:
@@ -116,12 +127,19 @@ def parse_dlc_csv(raw: bytes, path: str | os.PathLike) -> Keypoints:
     """Parse the bytes of a DeepLabCut CSV (already decompressed); ``path`` names it in errors.
 
     The file-name checks of :func:`read_dlc` are skipped, so callers that detect the format from
-    the content (:func:`deg.data.pose.read_pose`) can hand over any file.
+    the content (:func:`deg.data.pose.read_pose`) can hand over any file. The text is decoded
+    strictly (:func:`deg.io.decode_text`) and a file cut mid-line is refused.
     """
     path = Path(path)
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    lines = raw.decode("utf-8", errors="replace").splitlines()
+    try:
+        text = io.decode_text(raw, path)
+    except io.TextEncodingError as exc:
+        raise KeypointFormatError(str(exc)) from None
+    problem = io.cut_short(text)
+    if problem:
+        raise KeypointFormatError(f"{path}: {problem}")
+    raw = text.encode("utf-8")        # one byte form for the vectorised field counts below
+    lines = text.splitlines()
     lines = [line for line in lines if line.strip()]
     if not lines:
         raise KeypointFormatError(f"{path}: empty file")
@@ -157,6 +175,13 @@ def parse_dlc_csv(raw: bytes, path: str | os.PathLike) -> Keypoints:
     animals = list(dict.fromkeys(animals_per_col))
     parts = list(dict.fromkeys(parts_per_col))
     keys = list(zip(animals_per_col, parts_per_col, coords))
+    if len(set(keys)) != len(keys) and "individuals" not in cells:
+        repeats = {k: keys.count(k) for k in keys}
+        if len(set(repeats.values())) == 1:
+            n = next(iter(repeats.values()))
+            raise KeypointFormatError(f"{path}: every (bodypart, coord) column appears {n} times: this looks like a "
+                                      "multi-animal DeepLabCut file whose 'individuals' header row is missing "
+                                      "(expected rows scorer, individuals, bodyparts, coords)")
     if len(set(keys)) != len(keys):
         dup = next(k for k in keys if keys.count(k) > 1)
         raise KeypointFormatError(f"{path}: column (individual, bodypart, coord) {dup} appears twice")
@@ -170,6 +195,13 @@ def parse_dlc_csv(raw: bytes, path: str | os.PathLike) -> Keypoints:
     frame_index = values[:, label_col]
     if np.isnan(frame_index).any() or (frame_index != np.round(frame_index)).any():
         raise KeypointFormatError(f"{path}: the frame index column holds missing or non-integer values")
+    steps = np.diff(frame_index)
+    if (steps <= 0).any():
+        row = int(np.flatnonzero(steps <= 0)[0]) + 1
+        what = "repeats" if steps[row - 1] == 0 else "goes back to"
+        raise KeypointFormatError(f"{path}: line {n_header + row + 1}: frame number {what} {int(frame_index[row])} "
+                                  f"after {int(frame_index[row - 1])}; frames must increase (rows shuffled or "
+                                  "files concatenated?)")
     data = values[:, label_col + 1:]
     n_frames = len(data)
     xy = np.full((n_frames, len(animals), len(parts), 2), np.nan, dtype=np.float32)
@@ -181,6 +213,20 @@ def parse_dlc_csv(raw: bytes, path: str | os.PathLike) -> Keypoints:
         xy[:, a_idx[cols], p_idx[cols], target] = data[:, cols]
     cols = np.array([c == "likelihood" for c in coords])
     likelihood[:, a_idx[cols], p_idx[cols]] = data[:, cols]
+    outside = np.isfinite(likelihood) & ((likelihood < 0) | (likelihood > 1))
+    if outside.any():
+        t, a, p = (int(i) for i in np.argwhere(outside)[0])
+        raise KeypointFormatError(f"{path}: line {n_header + t + 1}: likelihood {likelihood[t, a, p]:g} of "
+                                  f"{animals[a]}/{parts[p]} outside [0, 1] ({int(outside.sum())} value(s) in all); "
+                                  "columns shifted, or not DeepLabCut confidences?")
+    found = np.isfinite(xy).all(axis=-1).any(axis=0)                 # (A, P): tracked at least once
+    if not found.any():
+        raise KeypointFormatError(f"{path}: no body part was found in any of its {n_frames} frames (every x/y is "
+                                  "empty or NaN)")
+    if not found[[animals.index(a) for a, _ in present], [parts.index(p) for _, p in present]].all():
+        empty = sorted(f"{a}/{p}" for a, p in present if not found[animals.index(a), parts.index(p)])
+        warnings.warn(f"{path}: {len(empty)} track(s) are empty (NaN) in every frame and stay NaN: "
+                      f"{', '.join(empty[:10])}", KeypointWarning, stacklevel=2)
     return Keypoints(xy=xy, likelihood=likelihood, animals=animals, bodyparts=parts,
                      scorer=scorers[0] if scorers else "", frame_index=frame_index.astype(np.int64), path=path)
 

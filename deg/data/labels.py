@@ -55,6 +55,15 @@ def _require_file(path: Path, what: str = "label file") -> None:
         raise LabelFileNotFoundError(f"{path}: {what} not found")
 
 
+def read_text(path: Path) -> str:
+    """The file's text in its detected encoding (:func:`deg.io.decode_text`); bad bytes raise
+    :class:`LabelFormatError` naming the file and the byte offset, never a silent replacement."""
+    try:
+        return io.decode_text(path.read_bytes(), path)
+    except io.TextEncodingError as exc:
+        raise LabelFormatError(str(exc)) from None
+
+
 # ============================================================================ shared helpers
 def background_from(behaviour_matrix: np.ndarray, labelled: np.ndarray | None = None) -> np.ndarray:
     """Full (T, K) matrix from the (T, K-1) behaviour columns: background = no behaviour present.
@@ -116,17 +125,22 @@ def read_deg_labels(path: str | os.PathLike, fix_background: bool = False) -> tu
     """
     path = Path(path)
     _require_file(path)
-    raw = path.read_bytes()
-    if not raw.strip():
+    text = read_text(path)
+    if not text.strip():
         raise LabelFormatError(f"{path}: empty file")
-    header = raw.decode("utf-8-sig", errors="replace").splitlines()[0].split(",")
+    header = text.splitlines()[0].split(",")
     names = [h.strip().strip('"') for h in header]
     try:
-        frame = pd.read_csv(_io.BytesIO(raw), index_col=False, encoding="utf-8-sig",
-                            skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        frame = pd.read_csv(_io.StringIO(text), index_col=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise LabelFormatError(f"{path}: not a rectangular CSV ({exc})") from exc
     if names and _is_index_column(names[0]):
+        index = pd.to_numeric(frame.iloc[:, 0], errors="coerce").to_numpy(dtype=np.float64)
+        wrong = np.flatnonzero(index != np.arange(len(index)))
+        if len(frame) and len(wrong) and not np.isnan(index).all():
+            # the index column numbers the frames: rows out of order or missing would shift labels
+            raise LabelFormatError(f"{path}: line {wrong[0] + 2}: frame index {frame.iat[wrong[0], 0]!r}, expected "
+                                   f"{wrong[0]} (rows must be frames 0, 1, 2, ... in order)")
         names = names[1:]
         frame = frame.iloc[:, 1:]
     if len(set(names)) != len(names):
@@ -152,9 +166,18 @@ def read_deg_labels(path: str | os.PathLike, fix_background: bool = False) -> tu
         raise LabelFormatError(f"{path}: line {np.flatnonzero(mixed)[0] + 2} mixes -1 with 0/1; an "
                                "unlabelled frame must be -1 on every column")
     labelled = ~unlabelled[:, 0]
+    if not labelled.any():
+        raise LabelFormatError(f"{path}: every one of its {len(matrix)} frames is unlabelled (-1 on every column); "
+                               "the file carries no labels (delete it to mark the video as unlabelled)")
     expected = background_from(matrix[:, 1:].clip(0, 1), labelled)
     wrong = expected[:, 0] != matrix[:, 0]
     if wrong.any():
+        if not fix_background and (matrix[wrong, 0] == 0).all():
+            # no column is 1 on these rows: a behaviour column is missing, not a background error
+            raise LabelFormatError(
+                f"{path}: on {int(wrong.sum())} labelled frame(s), first at line {np.flatnonzero(wrong)[0] + 2}, no "
+                f"column is 1 (background 0 and no behaviour 1): a behaviour column seems to be missing from "
+                f"the header {names}")
         if not fix_background:
             raise LabelFormatError(
                 f"{path}: '{BACKGROUND}' disagrees with the behaviour columns on {int(wrong.sum())} "
@@ -260,7 +283,7 @@ def read_deg_project(project_dir: str | os.PathLike) -> DegProject:
     config_path = root / "project_config.yaml"
     _require_file(config_path, "DeepEthogram project config")
     try:
-        config = yaml.safe_load(config_path.read_text()) or {}
+        config = yaml.safe_load(read_text(config_path)) or {}
     except yaml.YAMLError as exc:
         raise LabelFormatError(f"{config_path}: not valid YAML ({exc})") from exc
     project = config.get("project") if isinstance(config, dict) else None
@@ -389,16 +412,38 @@ def _natural_key(name: str) -> list:
 
 def _read_interval_table(path: Path) -> pd.DataFrame:
     """The raw table with stripped, case-folded column names; separator sniffed from the header."""
-    raw = path.read_bytes()
-    text = raw.decode("utf-8-sig", errors="replace")
+    text = read_text(path)
     if not text.strip():
         raise LabelFormatError(f"{path}: empty file")
+    problem = io.cut_short(text)
+    if problem:
+        raise LabelFormatError(f"{path}: {problem}")
     header = text.lstrip().splitlines()[0]
     counts = {sep: header.count(sep) for sep in _STURMAN_SEPARATORS}
     sep = max(counts, key=counts.get)
     if counts[sep] == 0:
         raise LabelFormatError(f"{path}: cannot detect the separator (expected ';', ',' or tab) in header "
                                f"{header[:80]!r}")
+    import csv
+
+    bare = re.search(r"\r(?!\n)", text)
+    if bare and "\r\n" in text:
+        raise LabelFormatError(f"{path}: line {text.count(chr(10), 0, bare.start()) + 1} ends with a bare carriage "
+                               "return while other lines end with CR LF: the file was damaged or pieced together")
+    try:
+        rows = list(csv.reader(_io.StringIO(text, newline=""), delimiter=sep, strict=True))
+    except csv.Error as exc:
+        raise LabelFormatError(f"{path}: not a {sep!r}-separated table ({exc})") from None
+    widths = [(number, len(row)) for number, row in enumerate(rows, start=1)
+              if row and any(cell.strip() for cell in row)]
+    stray = next((number for number, row in enumerate(rows, start=1) if any('"' in cell for cell in row)), None)
+    if stray is not None:
+        raise LabelFormatError(f"{path}: line {stray}: a stray '\"' inside a field (a lost separator or line break?)")
+    ragged = [(number, width) for number, width in widths if width != widths[0][1]]
+    if ragged:
+        # a lost or extra separator shifts fields into the wrong columns (a behaviour name would change)
+        raise LabelFormatError(f"{path}: line {ragged[0][0]} has {ragged[0][1]} {sep!r}-separated fields, the header "
+                               f"{widths[0][1]} ({len(ragged)} such line(s))")
     try:
         table = pd.read_csv(_io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
                             skipinitialspace=True, index_col=False)
@@ -528,6 +573,12 @@ def read_sturman(path: str | os.PathLike, fps: float = 25.0, n_frames: int = 150
         row = int(np.flatnonzero(backwards)[0])
         raise LabelFormatError(f"{path}: line {_line(table, row)}: interval ends ({end_s[row]}) before it starts "
                                f"({start_s[row]})")
+    negative = (start_s < 0) | (end_s < 0)
+    if negative.any():
+        row = int(np.flatnonzero(negative)[0])
+        raise LabelFormatError(f"{path}: line {_line(table, row)}: negative time ({start_s[row]} to {end_s[row]} s); "
+                               "times are seconds from the start of the video")
+    window_s = n_frames / fps
     kinds = table["type"]
     if "file" in table.columns:
         if (table["file"] == "").any():
@@ -550,6 +601,13 @@ def read_sturman(path: str | os.PathLike, fps: float = 25.0, n_frames: int = 150
                               "end_s": end_s[keep]})
     first, last = _frame_runs(intervals["start_s"].to_numpy(), intervals["end_s"].to_numpy(), fps)
     first, last = np.clip(first, 0, None), np.clip(last, None, n_frames - 1)
+    past = intervals["end_s"].to_numpy() > window_s
+    outside = past & (first > last)
+    if past.any():
+        lines = [_line(table, int(r)) for r in np.flatnonzero(keep)[past][:10]]
+        warnings.warn(f"{path}: {int(past.sum())} interval(s) run past the {window_s:g} s window ({n_frames} frames); "
+                      f"{int(outside.sum())} of them start after it and were dropped, the others cut at its end "
+                      f"(line(s) {lines})", LabelOverrunWarning, stacklevel=2)
     column = intervals["behaviour"].map({n: i for i, n in enumerate(names)}).to_numpy(dtype=np.int64)
 
     matrices: dict[tuple[str, str], np.ndarray] = {}
@@ -575,9 +633,13 @@ _STREAM_HEADER = re.compile(r"^\s*(S\d+)\s*:\s*start\s+end\s+type\s*$", re.IGNOR
 
 def _parse_caltech(path: Path) -> tuple[list[str], dict[str, list[tuple[int, int, str, int]]]]:
     """(behaviour names from the configuration header, {stream: [(start, end, type, line), ...]})."""
-    lines = path.read_bytes().decode("utf-8-sig", errors="replace").splitlines()
+    text = read_text(path)
+    lines = text.splitlines()
     if not any(line.strip() for line in lines):
         raise LabelFormatError(f"{path}: empty file")
+    problem = io.cut_short(text)
+    if problem:
+        raise LabelFormatError(f"{path}: {problem}")
     try:
         config_at = next(i for i, line in enumerate(lines) if line.strip().lower() == "configuration file:")
     except StopIteration:

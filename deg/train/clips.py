@@ -64,26 +64,85 @@ def load_frames(dataset, videos: Sequence[str], size: tuple[int, int], progress:
             raise ValueError(f"dataset {dataset.id!r} ({dataset.root}): no video file for {video!r} "
                              "(label-only datasets cannot be trained on)")
         cache = frame_cache_path(dataset.id, video, path, size)
-        if not cache.exists():
-            # Stream chunks into a memory-mapped .npy: a long video never sits in RAM twice.
-            n = video_info(path).n_frames
-            with io.atomic_path(cache, suffix=".npy") as tmp:
-                arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size[0], size[1], 3))
-                t = 0
-                for chunk in iter_frames(path, size=size):
-                    arr[t:t + len(chunk)] = chunk
-                    t += len(chunk)
-                if t != n:
-                    raise ValueError(f"{path}: decoded {t} frames, the container holds {n}")
-                arr.flush()
-                del arr
-        arr = np.load(cache, mmap_mode="r")
-        _check_frames(arr, cache, size)
+        n = video_info(path).n_frames
+        arr = read_frame_cache(cache, n, size)
+        if arr is None:
+            write_frame_cache(cache, iter_frames(path, size=size), n, size, source=path)
+            arr = read_frame_cache(cache, n, size)
+            if arr is None:
+                raise ValueError(f"{cache}: frame cache just written from {path} does not read back")
         out[video] = arr
         total += arr.nbytes
     if total <= RAM_BUDGET_BYTES:
         out = {v: np.ascontiguousarray(a) for v, a in out.items()}
     return out
+
+
+class FrameCacheWarning(UserWarning):
+    """A damaged frame cache file was found and is being rebuilt; the message names it."""
+
+
+def write_frame_cache(cache: Path, chunks, n: int, size: tuple[int, int], source: Path) -> Path:
+    """Stream uint8 chunks (t, H, W, 3) into an ``.npy`` of shape (n, H, W, 3), atomically.
+
+    Plain ``write`` calls, not a memory map: a full disk then raises ``ENOSPC`` (reported by
+    :func:`deg.io.atomic_path` with the file's name) where writes through a map would kill the
+    process with SIGBUS. A long video never sits in RAM whole.
+    """
+    shape = (int(n), int(size[0]), int(size[1]), 3)
+    with io.atomic_path(cache, suffix=".npy") as tmp, open(tmp, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+                                                   "fortran_order": False, "shape": shape})
+        t = 0
+        for chunk in chunks:
+            chunk = np.ascontiguousarray(chunk, dtype=np.uint8)
+            if tuple(chunk.shape[1:]) != shape[1:]:
+                raise ValueError(f"{source}: decoded frames of shape {chunk.shape[1:]}, expected {shape[1:]}")
+            t += len(chunk)
+            if t > n:
+                raise ValueError(f"{source}: decoded more than the {n} frames the container holds")
+            fh.write(chunk.tobytes())
+        if t != n:
+            raise ValueError(f"{source}: decoded {t} frames, the container holds {n}")
+    return cache
+
+
+def read_frame_cache(cache: Path, n: int, size: tuple[int, int]) -> np.ndarray | None:
+    """The cached (n, H, W, 3) uint8 frames memory-mapped, or None when absent or damaged.
+
+    Checked before use: the ``.npy`` header (dtype uint8, C order, shape (n, H, W, 3)) and the
+    file size (header + n*H*W*3 bytes exactly), so a file cut short by a full disk or a copy, or
+    one from another decoder setting, is never read. A damaged file is deleted with a
+    :class:`FrameCacheWarning` naming it; the caller rebuilds it.
+    """
+    import warnings
+
+    cache = Path(cache)
+    if not cache.exists():
+        return None
+    expected = (int(n), int(size[0]), int(size[1]), 3)
+    problem = None
+    try:
+        with open(cache, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(fh)
+            offset = fh.tell()
+        if dtype != np.uint8 or fortran or tuple(shape) != expected:
+            problem = f"holds {dtype} {tuple(shape)}{' (Fortran order)' if fortran else ''}, expected uint8 {expected}"
+        elif cache.stat().st_size != offset + int(np.prod(expected)):
+            problem = f"is {cache.stat().st_size} bytes, expected {offset + int(np.prod(expected))} (cut short?)"
+    except (ValueError, OSError, EOFError) as exc:
+        problem = f"has an unreadable header ({exc})"
+    if problem is not None:
+        warnings.warn(f"{cache}: damaged frame cache {problem}; deleting and rebuilding it",
+                      FrameCacheWarning, stacklevel=3)
+        cache.unlink(missing_ok=True)
+        return None
+    arr = np.load(cache, mmap_mode="r")
+    _check_frames(arr, cache, size)
+    return arr
 
 
 def _check_frames(frames: np.ndarray, where, size) -> None:

@@ -106,7 +106,16 @@ def _link_or_copy(src: str | Path, dst: str | Path) -> None:
 def run_lock(run_dir: Path) -> Iterator[None]:
     """An exclusive advisory lock on the run folder (released by the kernel even on kill -9)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".lock", "w") as fh:
+    lock = run_dir / ".lock"
+    try:
+        fh = open(lock, "a")                 # "a": never truncates; created when missing
+    except OSError:
+        if not lock.exists():
+            # a read-only folder without a lock file: nothing can be written there, by us or anyone
+            yield
+            return
+        fh = open(lock, "r")                 # read-only results (a finished run to load): flock needs no write access
+    with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
