@@ -412,8 +412,7 @@ def records() -> list[DatasetRecord]:
     return list(REGISTRY.values())
 
 
-# ===============================================================================
-
+# ======================================================================================
 # Pose datasets with human labels (deg.data.prepare_pose); appended after the records above.
 # sha256 and sizes computed from the copies in ../shared/data (rat pose CSVs: of the gunzipped
 # file, which equals the origin's bytes -- checked against the origin repository at the pinned
@@ -579,7 +578,6 @@ _POSE_RECORDS = [
 for _record in _POSE_RECORDS:
     assert _record.id not in REGISTRY, f"duplicate dataset id {_record.id}"
     REGISTRY[_record.id] = _record
-=======
 # --------------------------------------------------------------------------------------
 # The paper's pretrained weights (not a dataset: the models' starting point; kind "weights")
 # --------------------------------------------------------------------------------------
