@@ -12,6 +12,10 @@ Stages, in series as in the paper (Methods: End-to-end training):
    on the validation videos, bouts shorter than the 1st percentile of the training set's bout
    lengths removed, background = no other behaviour.
 
+A Figure 6 run ``sub<n>_d<draw>`` trains no flow generator of its own: its flow stage is the one
+of its parent split's run (``split0``, :func:`deg.train.keys.flow_parent`; paper: "we trained the
+flow generator only once and kept it fixed"), same folder and key, trained there when missing.
+
 Also ``split.json``, ``run.json`` (provenance) and ``flow_example.npz`` (an 11-frame validation
 clip and its 10 flows, for Figure 1C). The stages' code is in :mod:`deg.train` (one module per
 stage, :mod:`deg.train.keys` for the keys, :mod:`deg.train.store` for the folders).
