@@ -180,6 +180,10 @@ def run(dataset: str, preset: str, split: int | str, profile: str = "demo", seed
     with _patched_hparams(hp_over) as hparams:
         ctx = _context(dataset, preset, split, prof, seed, device, progress, hparams)
         run_dir = paths.run_dir(prof.name, dataset, preset, split_name(split))
+        if prof.pretrained == "selfsup":      # beside the from-scratch run, never over it
+            from deg.train import selfsup
+
+            run_dir = selfsup.run_dir(prof.name, dataset, preset, split_name(split))
         with run_lock(run_dir), _deterministic(ctx.device):
             return _run_stages(ctx, run_dir, t_run, started, hp_over)
 

@@ -101,6 +101,15 @@ def _labels_hash(ctx: common.RunContext) -> str:
     return h.hexdigest()[:16]
 
 
+def _initial_weights(ctx: common.RunContext, part: str):
+    """What a stage starts from: the self-supervised stage's key, or the pretrained file (None = random)."""
+    if ctx.profile.pretrained == "selfsup":
+        from deg.train import selfsup
+
+        return selfsup.weights_key(ctx, part)
+    return _file_fingerprint(common.pretrained_file(ctx.preset.name, part))
+
+
 def stage_configs(ctx: common.RunContext) -> dict[str, dict[str, Any]]:
     """The configuration of every stage (what its key hashes), upstream keys chained in."""
     hp, prof, preset = ctx.hparams, ctx.profile, ctx.preset
@@ -116,13 +125,13 @@ def stage_configs(ctx: common.RunContext) -> dict[str, dict[str, Any]]:
     configs: dict[str, dict[str, Any]] = {}
     configs["flow"] = {"base": base, "model": {"flow_generator": preset.flow_generator,
                                                "n_flow_frames": preset.n_flow_frames},
-                       "pretrained": _file_fingerprint(common.pretrained_file(preset.name, "flow_generator")),
+                       "pretrained": _initial_weights(ctx, "flow_generator"),
                        **stage_part("flow")}
     keys = {"flow": provenance.config_key(configs["flow"])}
     configs["feature"] = {"flow": keys["flow"], "labels": _labels_hash(ctx),
                           "model": {"feature_extractor": preset.feature_extractor, "n_rgb_frames": preset.n_rgb_frames,
                                     "n_flow_frames": preset.n_flow_frames},
-                          "pretrained": _file_fingerprint(common.pretrained_file(preset.name, "feature_extractor")),
+                          "pretrained": _initial_weights(ctx, "feature_extractor"),
                           **stage_part("feature")}
     keys["feature"] = provenance.config_key(configs["feature"])
     configs["features"] = {"feature": keys["feature"], "videos": ctx.videos, "code": _code_hash("features")}
