@@ -272,16 +272,20 @@ class SelfsupProfile:
     # dataset, at the profile's own step budget (split runs, plus these Figure 6 sizes)
     compare_presets: tuple[str, ...] = ("DEG_f",)
     compare_subsample: tuple[int, ...] = ()
+    # the Selfee row's backbone: DEG_f's spatial-stream ResNet18 on a CPU; Selfee's ResNet50 on a GPU
+    selfee_backbone: str = "resnet18"
 
 
 SELFSUP_PROFILES: dict[str, SelfsupProfile] = {
     "tiny": SelfsupProfile(steps=6, batch=8, flow_steps=4, flow_batch=2, val_every=3, pool_max_frames=0,
                            compare_subsample=(1,)),
     # a few minutes of CPU per dataset; the real videos of ../shared/data join the flow pool
-    "demo": SelfsupProfile(steps=300, batch=64, flow_steps=120, flow_batch=8, val_every=50,
+    # measured: one ResNet18 step (2 views of 64 at 32x32) ~1.1 s on one AVX2 core, so 32 a batch
+    "demo": SelfsupProfile(steps=150, batch=32, flow_steps=120, flow_batch=8, val_every=50,
                            pool_max_frames=600, compare_subsample=(1, 2, 4)),
     "paper": SelfsupProfile(steps=20_000, batch=256, flow_steps=10_000, flow_batch=32, val_every=500,
-                            pool_max_frames=0, compare_subsample=(1, 2, 4, 8, 12, 16)),
+                            pool_max_frames=0, compare_subsample=(1, 2, 4, 8, 12, 16),
+                            selfee_backbone="resnet50"),
 }
 
 

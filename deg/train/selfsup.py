@@ -89,8 +89,10 @@ def run_dir(profile: str, dataset: str, preset: str, split: str) -> Path:
 
 
 def kinds_for_preset(preset: str) -> dict[str, str]:
-    p = get_preset(preset)
-    return {FLOW_PART: f"flow-{p.flow_generator}", FEATURE_PART: f"{p.feature_extractor}-rgb"}
+    """{part: pretraining kind} a run of ``preset`` starts from (one definition, in deg.workflow)."""
+    from deg.workflow import init_kinds
+
+    return init_kinds(preset)
 
 
 @contextlib.contextmanager
@@ -194,9 +196,11 @@ def _train_backbone(sd_path: Path, key: str, arch: str, live: bool, frames: dict
         desc=f"selfsup {arch}-{'live' if live else 'rgb'}", progress=progress)
     from deg.train.loop import load_checkpoint
 
-    best = load_checkpoint(sd_path / "best.pt")["model"]
-    backbone = {k[len("backbone."):]: v for k, v in best.items() if k.startswith("backbone.")}
-    head = {k: v for k, v in best.items() if not k.startswith("backbone.")}
+    # the final weights, as Selfee keeps its last checkpoint: the validation loss (fixed views,
+    # eval-mode batch norm) only monitors the run; it is no measure of the representation
+    final = load_checkpoint(sd_path / "last.pt")["model"]
+    backbone = {k[len("backbone."):]: v for k, v in final.items() if k.startswith("backbone.")}
+    head = {k: v for k, v in final.items() if not k.startswith("backbone.")}
     with io.atomic_path(sd_path / "weights.pt") as tmp:
         torch.save({"backbone": backbone, "head": head, "arch": arch, "live": live, "interval": interval}, tmp)
 
