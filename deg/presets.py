@@ -221,6 +221,13 @@ def get_profile(name: str, **overrides: Any) -> Profile:
 # --------------------------------------------------------------------------------------
 INIT_WEIGHTS = ("kinetics", "selfsup")   # values of Profile.pretrained
 
+
+def check_init_weights(name: str) -> str:
+    """``name`` if it is a value of Profile.pretrained, else a ValueError naming the choices."""
+    if name not in INIT_WEIGHTS:
+        raise ValueError(f"pretrained={name!r}: choose one of {INIT_WEIGHTS}")
+    return name
+
 SELFSUP_HPARAMS: dict[str, Any] = {
     # --- Live frames: grey frames t - d, t, t + d as the R, G, B channels of one image --------
     "live_interval_s": 2 / 30,      # frame_interval = 2 at 30 fps (mice; 1 for flies at 30 fps)
@@ -277,7 +284,7 @@ class SelfsupProfile:
 
 
 SELFSUP_PROFILES: dict[str, SelfsupProfile] = {
-    "tiny": SelfsupProfile(steps=6, batch=8, flow_steps=4, flow_batch=2, val_every=3, pool_max_frames=0,
+    "tiny": SelfsupProfile(steps=4, batch=8, flow_steps=4, flow_batch=2, val_every=2, pool_max_frames=0,
                            compare_subsample=(1,)),
     # a few minutes of CPU per dataset; the real videos of ../shared/data join the flow pool
     # measured: one ResNet18 step (2 views of 64 at 32x32) ~1.1 s on one AVX2 core, so 32 a batch

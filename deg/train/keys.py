@@ -103,7 +103,9 @@ def _labels_hash(ctx: common.RunContext) -> str:
 
 def _initial_weights(ctx: common.RunContext, part: str):
     """What a stage starts from: the self-supervised stage's key, or the pretrained file (None = random)."""
-    if ctx.profile.pretrained == "selfsup":
+    from deg.presets import check_init_weights
+
+    if check_init_weights(ctx.profile.pretrained) == "selfsup":
         from deg.train import selfsup
 
         return selfsup.weights_key(ctx, part)

@@ -288,10 +288,9 @@ def pretrain(profile: str, dataset_id: str, kind: str, seed: int = 0, progress: 
 # Initial weights of a DEG run
 # --------------------------------------------------------------------------------------
 def _check_option(ctx) -> None:
-    from deg.presets import INIT_WEIGHTS
+    from deg.presets import check_init_weights
 
-    if ctx.profile.pretrained not in INIT_WEIGHTS:
-        raise ValueError(f"pretrained={ctx.profile.pretrained!r}: choose one of {INIT_WEIGHTS}")
+    check_init_weights(ctx.profile.pretrained)
 
 
 def weights_key(ctx, part: str) -> dict[str, str]:
