@@ -177,7 +177,7 @@ def draw_init_vs_size(table: pd.DataFrame, title: str) -> tuple[plt.Figure, pd.D
         ax.set_xticks(sizes, [str(s) for s in sizes])
         ax.minorticks_off()
     ax.set_xlabel("training videos")
-    ax.set_ylabel("validation F1 (mean, no background)")
+    ax.set_ylabel("validation F1, no background")
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=6)
     ax.set_title(title, fontsize=8)

@@ -78,6 +78,12 @@ def _turbo_lut() -> torch.Tensor:
     return torch.tensor(colormaps["turbo"](np.linspace(0, 1, 256))[:, :3], dtype=torch.float32)  # (256, 3)
 
 
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, 1, H, W) luma (ITU-R 601, as torchvision's rgb_to_grayscale)."""
+    w = torch.tensor(HP["gray_weights"], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * w).sum(dim=1, keepdim=True)
+
+
 class SelfeeAugment:
     """Two independent random views of images (N, 3, H, W) in [0, 1], as Selfee's RandomTransformed."""
 
@@ -92,7 +98,7 @@ class SelfeeAugment:
         self.lut = _turbo_lut()
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        from kornia.enhance import adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation
+        from kornia.enhance import adjust_hue
 
         n, c, h, w = x.shape
         u = torch.rand(n, 12, generator=generator)
@@ -121,9 +127,12 @@ class SelfeeAugment:
         j = self.jitter
         factors = (1 + j * (2 * u[:, 8:11] - 1)).to(x)          # brightness, contrast, saturation
         hue = (j * (2 * u[:, 11] - 1) * 2 * np.pi).to(x)        # torchvision hue 0.1 = 0.1 turn
-        ops = [lambda y: adjust_brightness(y, factors[:, 0] - 1),
-               lambda y: adjust_contrast(y, factors[:, 1]),
-               lambda y: adjust_saturation(y, factors[:, 2]),
+        f = factors.view(n, 3, 1, 1, 1)
+        # torchvision's definitions (Selfee used them): brightness scales; contrast blends with
+        # the mean grey level; saturation blends with the grey image
+        ops = [lambda y: y * f[:, 0],
+               lambda y: f[:, 1] * y + (1 - f[:, 1]) * _grey(y).mean(dim=(1, 2, 3), keepdim=True),
+               lambda y: f[:, 2] * y + (1 - f[:, 2]) * _grey(y),
                lambda y: adjust_hue(y, hue)]
         for k in torch.randperm(4, generator=generator).tolist():   # random order (per batch)
             x = ops[k](x).clamp(0, 1)

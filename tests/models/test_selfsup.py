@@ -100,25 +100,32 @@ def test_a_short_pretraining_lowers_the_loss_without_collapse():
     backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, 2, 1), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
                                    torch.nn.Conv2d(16, 32, 3, 2, 1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
     model = S.SimSiamCLD(backbone, width=32)
-    # images of two kinds (a bright square left or right): enough structure to learn from
-    x = torch.full((8, 3, 16, 16), 0.1)
-    x[:4, :, 4:12, 1:7] = 0.9
-    x[4:, :, 4:12, 9:15] = 0.9
+    # 32 images: a square of a random colour at a random place
+    g0 = torch.Generator().manual_seed(0)
+    x = torch.full((32, 3, 16, 16), 0.1)
+    corner = torch.randint(0, 9, (32, 2), generator=g0)
+    for i, (r, c) in enumerate(corner.tolist()):
+        x[i, :, r:r + 7, c:c + 7] = torch.rand(3, 1, 1, generator=g0)
     aug = S.SelfeeAugment(turbo_p=0.0)
 
     def loss(g):
         return S.selfee_loss(model(aug(x, g)), model(aug(x, g)))
 
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    with torch.no_grad():                                       # the same two views before and after
-        before, _ = loss(torch.Generator().manual_seed(9))
+    @torch.no_grad()
+    def fixed_views() -> tuple[float, float, float, float]:      # the same 3 pairs of views each time
+        out = [loss(torch.Generator().manual_seed(90 + i)) for i in range(3)]
+        return (float(np.mean([float(t) for t, _ in out])), float(np.mean([p["simsiam"] for _, p in out])),
+                float(np.mean([p["cld"] for _, p in out])), float(np.mean([p["collapse"] for _, p in out])))
+
+    before = fixed_views()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(0)
     for _ in range(40):
         opt.zero_grad()
-        total, parts = loss(gen)
+        total, _ = loss(gen)
         total.backward()
         opt.step()
-    with torch.no_grad():
-        after, parts = loss(torch.Generator().manual_seed(9))
-    assert float(after) < 0.8 * float(before)
-    assert parts["collapse"] < 0.9
+    after = fixed_views()
+    assert after[0] < 0.7 * before[0]                          # measured: 8.7 -> 3.7
+    assert after[1] < before[1] and after[2] < before[2]       # both SimSiam and CLD fall
+    assert after[3] < 0.9                                      # not by collapsing
