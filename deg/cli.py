@@ -75,7 +75,10 @@ def check_datasets(names: Iterable[str]) -> list[str]:
 def check_profile(name: str) -> str:
     from deg.presets import PROFILES
 
-    if name not in PROFILES:
+    # a results folder name: the profile, or "<profile>+<digest>" for a run with overrides
+    # (deg.presets.results_name)
+    base, plus, digest = str(name).partition("+")
+    if base not in PROFILES or (plus and not re.fullmatch(r"[0-9a-f]{8}", digest)):
         raise _unknown("profile", str(name), list(PROFILES))
     return name
 

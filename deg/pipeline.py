@@ -175,6 +175,10 @@ def run(dataset: str, preset: str, split: int | str, profile: str = "demo", seed
     ctx = _context(dataset, preset, split, prof, seed, device, progress, hparams)
     _record_overrides(prof)
     run_dir = paths.run_dir(prof.results_name, dataset, preset, split_name(split))
+    if prof.pretrained == "selfsup":      # beside the from-scratch run, never over it
+        from deg.train import selfsup
+
+        run_dir = selfsup.run_dir(prof.results_name, dataset, preset, split_name(split))
     with run_lock(run_dir), _deterministic(ctx.device):
         return _run_stages(ctx, run_dir, t_run, started)
 

@@ -143,6 +143,9 @@ class Profile:
     # (DEG_m layer4 after 60 steps, DEG_s layers 3-4 within 4 steps), which float32 never did.
     bf16: bool = False
     infer_batch: int = 64           # clips per forward pass when extracting features (no gradients)
+    # Initial weights: "kinetics" = the paper's (data/pretrained/<preset>/*.pt when present, else
+    # random); "selfsup" = this dataset's self-supervised pretraining (SELFSUP_*, end of file)
+    pretrained: str = "kinetics"
     # HPARAMS entries this profile replaces (e.g. a larger learning rate for short CPU runs)
     hparams: dict[str, Any] = field(default_factory=dict)
     # Per-preset replacements of the fields above (e.g. smaller images for the 3D model on a CPU)
@@ -331,3 +334,93 @@ def parse_overrides(value: Any) -> dict[str, Any]:
     out = {str(k): typed(v) for k, v in value.items()}
     check_overrides(out)
     return out
+
+
+# --------------------------------------------------------------------------------------
+# Self-supervised pretraining: Selfee (Jia et al., eLife 2022, 10.7554/eLife.76218) and
+# self-supervised initialisation of DEG. Facts from the paper's public code
+# (github.com/EBGU/Selfee, train_selfee.py, Classification_Fly/Classification_mAP.py);
+# read by deg.models.selfsup, deg.train.selfsup and deg.selfee only (not part of DEG's keys).
+# --------------------------------------------------------------------------------------
+INIT_WEIGHTS = ("kinetics", "selfsup")   # values of Profile.pretrained
+
+
+def check_init_weights(name: str) -> str:
+    """``name`` if it is a value of Profile.pretrained, else a ValueError naming the choices."""
+    if name not in INIT_WEIGHTS:
+        raise ValueError(f"pretrained={name!r}: choose one of {INIT_WEIGHTS}")
+    return name
+
+SELFSUP_HPARAMS: dict[str, Any] = {
+    # --- Live frames: grey frames t - d, t, t + d as the R, G, B channels of one image --------
+    "live_interval_s": 2 / 30,      # frame_interval = 2 at 30 fps (mice; 1 for flies at 30 fps)
+    "gray_weights": (0.299, 0.587, 0.114),  # ITU-R 601 luma (OpenCV's IMREAD_GRAYSCALE)
+    # --- Augmentations (RandomTransformed), independent per view -----------------------------
+    "crop_min_scale": 0.7,          # crop width and height each uniform in [0.7, 1) of the frame
+    "rotation_degrees": 37.0,       # "37 degree for XXH, 45 for others"; zero padding
+    "flip_p": 0.5,                  # horizontal and vertical flips (where Dataset.flips allows)
+    "turbo_p": 0.5,                 # Turbo colour map applied channel-wise
+    "color_jitter": 0.1,            # brightness, contrast, saturation and hue, in random order
+    # --- SimSiam network (AddProjector, PredAndCLD) -----------------------------------------
+    "projector_layers": 3,          # Linear-BN-ReLU x 2, Linear-BN; width = the backbone's (2048 for ResNet50)
+    "predictor_ratio": 0.25,        # predictor bottleneck 512 of 2048
+    "cld_dim_ratio": 0.5,           # CLD branch: normalised linear 2048 -> 1024, L2-normalised
+    # --- CLD loss (cross-level instance-group discrimination, Wang et al. 2021) --------------
+    "cld_clusters": 10,             # k-means clusters per batch
+    "cld_iters": 10,                # k-means iterations
+    "cld_temperature": 0.07,
+    "cld_weight": 2.0,              # maxLambda: loss = SimSiam + 2.0 x CLD
+    "batch_from_one_video": True,   # innerShuffle: each batch from one video ("batch effects", mice)
+    # --- Optimisation. Selfee: SGD, lr 0.05 per 256 images, momentum 0.9, weight decay 1e-4,
+    # one-cycle schedule, 20,000 steps of 256. Here: deg.train.loop's Adam and reduce-on-plateau
+    # (one loop for every stage), at the rate below (a deviation, README).
+    "lr": 1e-3,
+    "weight_decay": 1e-4,
+    # --- k-NN classification of the meta-representations (knnSorter) -----------------------
+    "knn_k": 200,                   # neighbours (cosine similarity)
+    "knn_tau": 0.07,                # neighbour weight exp(similarity / tau) (Wu et al. 2018)
+    "knn_balance": True,            # votes weighted by total / count of each class
+    "knn_window_s": 0.7,            # temporal mode filter of 21 frames at 30 fps
+    # --- 2-D embedding (tSNE_visulizer.py) ---------------------------------------------------
+    "embed_max_frames": 2000,       # frames drawn for the t-SNE map
+    "embed_pca_dims": 50,           # PCA before t-SNE
+    "embed_perplexity": 30.0,
+}
+
+
+@dataclass(frozen=True)
+class SelfsupProfile:
+    """How much self-supervised pretraining a run profile computes (never *what*)."""
+
+    steps: int                      # SimSiam + CLD steps (Selfee: 20,000 of 256 images)
+    batch: int                      # views per branch
+    flow_steps: int                 # flow-generator steps on the unlabelled pool
+    flow_batch: int
+    val_every: int
+    pool_max_frames: int            # frames taken from each real video of the pool (0 = none)
+    # DEG presets compared from scratch vs self-supervised initialisation, on the first run
+    # dataset, at the profile's own step budget (split runs, plus these Figure 6 sizes)
+    compare_presets: tuple[str, ...] = ("DEG_f",)
+    compare_subsample: tuple[int, ...] = ()
+    # the Selfee row's backbone: DEG_f's spatial-stream ResNet18 on a CPU; Selfee's ResNet50 on a GPU
+    selfee_backbone: str = "resnet18"
+
+
+SELFSUP_PROFILES: dict[str, SelfsupProfile] = {
+    "tiny": SelfsupProfile(steps=4, batch=8, flow_steps=4, flow_batch=2, val_every=2, pool_max_frames=0,
+                           compare_subsample=(1,)),
+    # a few minutes of CPU per dataset; the real videos of ../shared/data join the flow pool
+    # measured: one ResNet18 step (2 views of 64 at 32x32) ~1.1 s on one AVX2 core, so 32 a batch
+    "demo": SelfsupProfile(steps=150, batch=32, flow_steps=120, flow_batch=8, val_every=50,
+                           pool_max_frames=600, compare_subsample=(1, 2, 4)),
+    "paper": SelfsupProfile(steps=20_000, batch=256, flow_steps=10_000, flow_batch=32, val_every=500,
+                            pool_max_frames=0, compare_subsample=(1, 2, 4, 8, 12, 16),
+                            selfee_backbone="resnet50"),
+}
+
+
+def get_selfsup_profile(name: str) -> SelfsupProfile:
+    try:
+        return SELFSUP_PROFILES[name]
+    except KeyError:
+        raise KeyError(f"no self-supervised sizes for profile {name!r}; known: {', '.join(SELFSUP_PROFILES)}") from None

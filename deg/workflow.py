@@ -51,6 +51,7 @@ FIGURES: dict[str, str] = {
     "fig6": "fig6_training_size",
     "tables": "tables",
     "videos": "videos",
+    "selfsup": "fig_selfsup",
 }
 
 
@@ -233,9 +234,58 @@ class Plan:
             # Table 1 reads `make bench`'s file when there is one (a new benchmark redraws it)
             bench = paths.results_dir() / "bench.json"
             return [f"{results}/param_counts.csv"] + ([str(bench)] if bench.exists() else [])
+        if figure == "selfsup":  # Selfee rows and the scratch vs self-supervised runs (workflow/rules/selfsup.smk)
+            return describe + humans + selfsup_outputs(self, results)
         if figure == "videos":   # the one figure that reads data/: raw frames under the ethograms
             return self.run_outputs(results) + [f"{data}/{ds}/COMPLETE" for ds in self.run_datasets]
         return describe + humans + self.run_outputs(results)
+
+
+def init_kinds(preset: str) -> dict[str, str]:
+    """Pretraining stages (deg.train.selfsup) that a run of ``preset`` with pretrained="selfsup" starts from."""
+    from deg.presets import get_preset
+
+    p = get_preset(preset)
+    return {"flow_generator": f"flow-{p.flow_generator}", "feature_extractor": f"{p.feature_extractor}-rgb"}
+
+
+def selfsup_plan(plan: "Plan") -> dict:
+    """What the self-supervised part of the DAG computes (deg.presets.SELFSUP_PROFILES).
+
+    Selfee rows on every run dataset and split; DEG from self-supervised weights for the compared
+    presets on the first run dataset, on the split runs and the Figure 6 sizes of ``compare_subsample``
+    (their from-scratch counterparts are ordinary runs of the plan). ``pretrain``: {dataset: [kinds]}.
+    """
+    from deg.presets import get_selfsup_profile
+
+    if plan.overrides:      # the self-supervised commands take no overrides: an overridden profile's
+        return {"selfee": [], "embedding": [], "runs": [], "pretrain": {}}   # folder holds DEG runs only
+    profile, sizes = get_profile(plan.profile), get_selfsup_profile(plan.profile)
+    selfee_kind = f"{sizes.selfee_backbone}-live"
+    out = {"selfee": [(ds, f"split{k}") for ds in plan.run_datasets for k in range(profile.splits_for(ds))],
+           "embedding": list(plan.run_datasets), "runs": [], "pretrain": {ds: [selfee_kind] for ds in plan.run_datasets}}
+    if not plan.run_datasets:
+        return out
+    first = plan.run_datasets[0]
+    for preset in sizes.compare_presets:
+        splits = [s for ds, p, s in plan.runs if ds == first and p == preset]
+        splits += [s for ds, p, s in plan.subsample_runs if ds == first and p == preset
+                   and int(s[3:].split("_")[0]) in sizes.compare_subsample]
+        if splits:
+            out["runs"] += [(first, preset, s) for s in splits]
+            out["pretrain"][first] += list(init_kinds(preset).values())
+    return out
+
+
+def selfsup_outputs(plan: "Plan", results: str) -> list[str]:
+    """Files the "selfsup" figure reads: Selfee tables, embeddings, both conditions' run metrics."""
+    sp = selfsup_plan(plan)
+    files = [f"{results}/{ds}/selfee/{split}/metrics.csv" for ds, split in sp["selfee"]]
+    files += [f"{results}/{ds}/selfee/embedding.csv" for ds in sp["embedding"]]
+    files += [f"{results}/{ds}/selfsup/{preset}/{split}/metrics.csv" for ds, preset, split in sp["runs"]]
+    if sp["runs"]:      # (run_outputs of an empty list would list every run)
+        files += plan.run_outputs(results, sp["runs"])
+    return files
 
 
 def plan(profile_name: str, datasets: str = "", overrides: dict | None = None) -> Plan:
@@ -266,7 +316,10 @@ def plan(profile_name: str, datasets: str = "", overrides: dict | None = None) -
                 subsample_runs += [(ds, SUBSAMPLE_PRESET, f"sub{n_train}_d{d}") for d in range(profile.subsample_draws)]
     everything = chosen + extra
     paper = profile_name == "paper"
+    # the self-supervised figure needs the self-supervised part of the DAG (none under overrides)
+    figures = [f for f in FIGURES if f != "selfsup" or not profile.overrides]
     return Plan(
+        figures=figures, notebooks={f: FIGURES[f] for f in figures},
         profile=profile_name, overrides=dict(profile.overrides), results_name=profile.results_name,
         datasets=everything, run_datasets=run_datasets, runs=runs, subsample_runs=subsample_runs,
         human_datasets=[d for d in everything if annotator_count(d) >= 2],

@@ -51,6 +51,18 @@ def load_pretrained(model: torch.nn.Module, preset: str, part: str) -> None:
     maybe_load(model, pretrained_file(preset, part))
 
 
+def load_initial_weights(ctx: "RunContext", model: torch.nn.Module, part: str) -> None:
+    """A stage's starting weights: ``ctx.profile.pretrained`` = "selfsup" takes this dataset's
+    self-supervised weights (:mod:`deg.train.selfsup`); otherwise the Kinetics/ImageNet file of
+    :func:`pretrained_file` when present, else the random initialisation."""
+    if ctx.profile.pretrained == "selfsup":
+        from deg.train import selfsup
+
+        selfsup.load_initial_weights(ctx, model, part)
+    else:
+        load_pretrained(model, ctx.preset.name, part)
+
+
 def memory_format(model: torch.nn.Module, device: torch.device, training: bool) -> torch.memory_format:
     """channels_last(_3d) on CUDA, and on the CPU for inference; contiguous for CPU training.
 

@@ -18,7 +18,7 @@ import torch
 
 from deg import io
 from deg.train.clips import FrameSampler
-from deg.train.common import (RunContext, classification_loss, load_pretrained, mean_f1, prepare_model,
+from deg.train.common import (RunContext, classification_loss, load_initial_weights, mean_f1, prepare_model,
                               seed_everything, stage_seed)
 from deg.train.loop import FitResult, LoopConfig, WeightPenalty, fit, load_best_weights
 
@@ -34,7 +34,7 @@ def build(ctx: RunContext, pretrained: bool = False, on_device: bool = True) -> 
                              n_flow_frames=ctx.preset.n_flow_frames - 1, n_rgb_frames=ctx.preset.n_rgb_frames,
                              dropout=ctx.hparams["fe_dropout"])
     if pretrained:
-        load_pretrained(model, ctx.preset.name, PART)
+        load_initial_weights(ctx, model, PART)
     return model if not on_device else prepare_model(model, ctx.device)
 
 

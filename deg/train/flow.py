@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from deg.train.clips import FrameSampler
-from deg.train.common import RunContext, load_pretrained, prepare_model, seed_everything, stage_seed
+from deg.train.common import RunContext, load_initial_weights, prepare_model, seed_everything, stage_seed
 from deg.train.loop import FitResult, LoopConfig, WeightPenalty, fit, load_best_weights
 
 STAGE = "flow"
@@ -27,7 +27,7 @@ def build(ctx: RunContext, pretrained: bool = False, on_device: bool = True) -> 
     model = build_flow_generator(ctx.preset.flow_generator, n_frames=ctx.preset.n_flow_frames,
                                  max_displacement=ctx.hparams["flow_max_displacement"])
     if pretrained:
-        load_pretrained(model, ctx.preset.name, PART)
+        load_initial_weights(ctx, model, PART)
     return model if not on_device else prepare_model(model, ctx.device)
 
 

@@ -293,6 +293,15 @@ def _split_dict(split) -> dict[str, list[str]]:
     return {"train": split.train, "val": split.val, "test": split.test}
 
 
+def _initial_weights(ctx, stage: str):
+    """What ``stage`` starts from under ``Profile.pretrained = "selfsup"``: the self-supervised
+    stage's key (:func:`deg.train.selfsup.weights_key`); the Kinetics file otherwise (in
+    :func:`stage_settings`)."""
+    from deg.train import selfsup
+
+    return selfsup.weights_key(ctx, PRETRAINED_PART[stage])
+
+
 def stage_configs(ctx) -> dict[str, dict[str, Any]]:
     """The configuration of every stage (what its key hashes), upstream keys chained in.
 
@@ -300,12 +309,17 @@ def stage_configs(ctx) -> dict[str, dict[str, Any]]:
     ``ctx.flow_split`` (a Figure 6 subsample run reuses its parent split's, see
     :func:`deg.pipeline.flow_parent`), so its configuration -- and its key -- is the parent's.
     """
+    from deg.presets import check_init_weights
+
     hp = ctx.hparams
     settings = stage_settings(ctx.preset, ctx.profile, hp, ctx.seed)
     flow_split = getattr(ctx, "flow_split", None) or ctx.split
     base = {"dataset": _dataset_fingerprint(ctx), "image_size": list(ctx.image_size),
             "hparams": _hp_unassigned(hp), "precision": ctx.precision.name}
     configs: dict[str, dict[str, Any]] = {}
+    if check_init_weights(ctx.profile.pretrained) == "selfsup":
+        for stage in PRETRAINED_PART:
+            settings[stage]["pretrained"] = _initial_weights(ctx, stage)
     configs["flow"] = {"base": {**base, "split": _split_dict(flow_split)}, **settings["flow"]}
     keys = {"flow": provenance.config_key(configs["flow"])}
     configs["feature"] = {"flow": keys["flow"], "base": {**base, "split": _split_dict(ctx.split)},

@@ -1,0 +1,71 @@
+# Self-supervised pretraining (Selfee, deg.train.selfsup), the Selfee method rows (deg.selfee) and DEG runs
+# started from self-supervised weights. Included by workflow/Snakefile; the "selfsup" figure reads their outputs
+# (deg.workflow.selfsup_outputs). Pretraining is once per (profile, dataset, kind) and shared by every split.
+from deg.workflow import init_kinds, selfsup_plan
+
+SELFSUP = selfsup_plan(PLAN)
+
+
+wildcard_constraints:
+    kind="[a-z0-9]+-[a-z0-9]+",
+
+
+rule selfsup_pretrain:
+    input:
+        f"{DATA}/{{ds}}/COMPLETE",
+    output:
+        f"{RES}/{{ds}}/selfsup/{{kind}}/DONE",
+    resources:
+        gpu=PLAN.gpus_per_run,
+        runtime=PLAN.minutes_per_run,
+        mem_mb=PLAN.mem_mb_per_run,
+    threads: PLAN.threads_per_run
+    shell:
+        f"OMP_NUM_THREADS={{threads}} {PY} -m deg.train.selfsup pretrain {{wildcards.ds}} --kinds {{wildcards.kind}} "
+        f"--profile {PROFILE}"
+
+
+def _selfee_kind(wildcards):
+    return [f"{RES}/{wildcards.ds}/selfsup/{SELFSUP['pretrain'][wildcards.ds][0]}/DONE"]
+
+
+rule selfee_split:
+    input:
+        f"{DATA}/{{ds}}/COMPLETE",
+        _selfee_kind,
+    output:
+        f"{RES}/{{ds}}/selfee/{{split}}/metrics.csv",
+    threads: PLAN.threads_per_run
+    shell:
+        f"OMP_NUM_THREADS={{threads}} {PY} -m deg.selfee split {{wildcards.ds}} {{wildcards.split}} --profile {PROFILE}"
+
+
+rule selfee_embedding:
+    input:
+        f"{DATA}/{{ds}}/COMPLETE",
+        _selfee_kind,
+    output:
+        f"{RES}/{{ds}}/selfee/embedding.csv",
+    threads: PLAN.threads_per_run
+    shell:
+        f"OMP_NUM_THREADS={{threads}} {PY} -m deg.selfee embedding {{wildcards.ds}} --profile {PROFILE}"
+
+
+def _init_kinds(wildcards):
+    return [f"{RES}/{wildcards.ds}/selfsup/{kind}/DONE" for kind in init_kinds(wildcards.preset).values()]
+
+
+rule selfsup_run:
+    input:
+        f"{DATA}/{{ds}}/COMPLETE",
+        _init_kinds,
+    output:
+        f"{RES}/{{ds}}/selfsup/{{preset}}/{{split}}/metrics.csv",
+    resources:
+        gpu=PLAN.gpus_per_run,
+        runtime=PLAN.minutes_per_run,
+        mem_mb=PLAN.mem_mb_per_run,
+    threads: PLAN.threads_per_run
+    shell:
+        f"OMP_NUM_THREADS={{threads}} {PY} -m deg.train.selfsup run {{wildcards.ds}} {{wildcards.preset}} "
+        f"{{wildcards.split}} --profile {PROFILE}"
