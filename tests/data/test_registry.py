@@ -125,15 +125,16 @@ def test_checksums_match_shared_copies(shared_data):
     assert _sha(sturman / "EPM" / "AllEPMLables.csv") == registry.get("sturman_epm").files[0].sha256
 
 
-def test_rat_pose_files_are_gzip_copies_without_sha(shared_data):
+def test_rat_pose_files_are_gzip_copies_with_the_origin_sha(shared_data):
     rat = registry.get("rat_social")
     pose = [rat.file(n) for n in rat.file_names("pose")]
     assert len(pose) == 40 == len(rat.file_names("labels")) == rat.n_videos
     for remote in pose:
-        assert remote.sha256 is None and "gzip" in remote.note
+        assert remote.sha256 is not None and "gzip" in remote.note
         assert remote.shared.endswith(".gz") and remote.shared.endswith(remote.name + ".gz")
-    with gzip.open(shared_data / pose[0].shared, "rt") as fh:
-        assert fh.readline().startswith("scorer,")
+    with gzip.open(shared_data / pose[0].shared, "rb") as fh:
+        data = fh.read()
+    assert data.startswith(b"scorer,") and hashlib.sha256(data).hexdigest() == pose[0].sha256
 
 
 def test_sturman_behaviours_and_annotators_match_label_files(shared_data):
