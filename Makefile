@@ -1,10 +1,13 @@
 # deg: the front door. `make help` lists the targets.
 PROFILE  ?= demo
 DATASETS ?=
+# JSON object of Profile fields / HPARAMS entries to replace, e.g. OVERRIDES='{"flow_steps": 2}';
+# results then go to results/<PROFILE>+<digest>/ (see README, "Overrides")
+OVERRIDES ?=
 CORES    ?= all
 PY       := .venv/bin/python
 SNAKE    := .venv/bin/snakemake --snakefile workflow/Snakefile --cores $(CORES) \
-            --config profile=$(PROFILE) datasets="$(DATASETS)"
+            --config profile=$(PROFILE) datasets="$(DATASETS)" overrides='$(OVERRIDES)'
 
 .PHONY: help setup test figures data bench predict clean
 
@@ -20,7 +23,7 @@ setup:           ## create .venv and install deg (editable) with pinned dependen
 test:            ## run the test suite (CPU, tiny profile; fails when no test is collected)
 	$(PY) -m pytest -q
 
-figures:         ## regenerate every figure: PROFILE=tiny|demo|paper, DATASETS="a b" narrows
+figures:         ## regenerate every figure: PROFILE=tiny|demo|paper, DATASETS="a b" narrows, OVERRIDES='{"flow_steps":2}' replaces profile fields
 	$(SNAKE) --rerun-incomplete
 
 data:            ## prepare the datasets of PROFILE; DATASET=id [FROM=archive_or_folder] prepares one

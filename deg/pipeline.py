@@ -26,7 +26,11 @@ command. ``run.json`` records parameters, versions, git commit, device, seeds, w
 per stage.
 
 Overrides: ``run(..., feature_steps=50)`` replaces a profile field; ``run(..., tgm_n_filters=4)``
-replaces an ``HPARAMS`` entry for this run (visible to every module while the run lasts).
+replaces an ``HPARAMS`` entry for this run (passed explicitly to every stage; nothing global
+changes). A run with overrides lives in ``results/<profile>+<digest>/`` (:func:`deg.presets.results_name`;
+``profile.json`` there lists them), never beside the profile's own runs; a stage whose key matches
+a finished stage of the same run in another folder of the same profile is copied from there, so
+changing a sequence-model hyperparameter still trains only the sequence model.
 
 Threads: torch uses as many threads as ``OMP_NUM_THREADS`` says (default: every core). When
 several runs share a machine, give each ``OMP_NUM_THREADS = cores / runs``: oversubscribed
@@ -54,31 +58,17 @@ __all__ = ["STAGES", "RunBusyError", "resolve_split", "run", "split_name", "stag
 # --------------------------------------------------------------------------------------
 # Overrides and context
 # --------------------------------------------------------------------------------------
-def _split_overrides(profile: str, overrides: dict[str, Any], preset: str | None = None):
-    """(profile for ``preset`` with the Profile-field overrides, {HPARAMS replacements})."""
-    fields = {f.name for f in dataclasses.fields(presets.Profile)}
-    unknown = sorted(set(overrides) - fields - set(presets.HPARAMS))
-    if unknown:
-        raise TypeError(f"unknown override(s) {unknown}: neither Profile fields nor HPARAMS entries")
-    prof = presets.get_profile(profile)
+def resolve_profile(profile: str, overrides: dict[str, Any], preset: str | None = None):
+    """(profile for ``preset`` with the caller's overrides, the complete HPARAMS of the run).
+
+    ``overrides``: Profile fields and HPARAMS entries (:func:`deg.presets.get_profile`); the
+    caller's values win over the profile's per-preset replacements and its ``hparams``. Nothing
+    global is changed: the returned dict is passed to every stage.
+    """
+    prof = presets.get_profile(profile, **overrides)
     if preset is not None:
         prof = prof.for_preset(preset)
-    prof = dataclasses.replace(prof, **{k: v for k, v in overrides.items() if k in fields})
-    # the profile's HPARAMS replacements, then the caller's (who has the last word)
-    hp = {**prof.hparams, **{k: v for k, v in overrides.items() if k not in fields}}
-    return prof, hp
-
-
-@contextlib.contextmanager
-def _patched_hparams(overrides: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """HPARAMS with ``overrides`` applied in place for the duration of a run, then restored."""
-    saved = dict(presets.HPARAMS)
-    presets.HPARAMS.update(overrides)
-    try:
-        yield dict(presets.HPARAMS)
-    finally:
-        presets.HPARAMS.clear()
-        presets.HPARAMS.update(saved)
+    return prof, {**presets.HPARAMS, **prof.hparams}
 
 
 def split_name(split: int | str) -> str:
@@ -93,12 +83,11 @@ def resolve_split(dataset: str, split: int | str, profile: str = "demo", seed: i
     """The :class:`deg.data.splits.Split` a run with these arguments trains on (nothing is computed)."""
     from deg.data.datasets import open_dataset
 
-    prof, hp_over = _split_overrides(profile, overrides)
-    with _patched_hparams(hp_over) as hparams:
-        ds = open_dataset(dataset)
-        labels = {v: ds.labels(v) for v in ds.videos
-                  if ds.video_path(v) is not None and ds.has_labels(v, ds.train_annotator)}
-        return _choose_split(split_name(split), ds, labels, prof, seed, hparams)
+    prof, hparams = resolve_profile(profile, overrides)
+    ds = open_dataset(dataset)
+    labels = {v: ds.labels(v) for v in ds.videos
+              if ds.video_path(v) is not None and ds.has_labels(v, ds.train_annotator)}
+    return _choose_split(split_name(split), ds, labels, prof, seed, hparams)
 
 
 def _choose_split(name: str, dataset, labels: dict[str, np.ndarray], profile, seed: int, hparams):
@@ -151,10 +140,9 @@ def _context(dataset: str, preset: str, split: int | str, profile, seed: int, de
 def stage_keys(dataset: str, preset: str, split: int | str = 0, profile: str = "demo", seed: int = 0,
                **overrides: Any) -> dict[str, str]:
     """The configuration key of every stage for these arguments (nothing is trained)."""
-    prof, hp_over = _split_overrides(profile, overrides, preset)
-    with _patched_hparams(hp_over) as hparams:
-        ctx = _context(dataset, preset, split, prof, seed, "cpu", False, hparams)
-        return keys_of(stage_configs(ctx))
+    prof, hparams = resolve_profile(profile, overrides, preset)
+    ctx = _context(dataset, preset, split, prof, seed, "cpu", False, hparams)
+    return keys_of(stage_configs(ctx))
 
 
 def _fit_record(result: loop.FitResult) -> dict[str, Any]:
@@ -176,12 +164,22 @@ def run(dataset: str, preset: str, split: int | str, profile: str = "demo", seed
     """
     t_run = time.perf_counter()
     started = provenance.now_iso()
-    prof, hp_over = _split_overrides(profile, profile_overrides, preset)
-    with _patched_hparams(hp_over) as hparams:
-        ctx = _context(dataset, preset, split, prof, seed, device, progress, hparams)
-        run_dir = paths.run_dir(prof.name, dataset, preset, split_name(split))
-        with run_lock(run_dir), _deterministic(ctx.device):
-            return _run_stages(ctx, run_dir, t_run, started, hp_over)
+    prof, hparams = resolve_profile(profile, profile_overrides, preset)
+    ctx = _context(dataset, preset, split, prof, seed, device, progress, hparams)
+    _record_overrides(prof)
+    run_dir = paths.run_dir(prof.results_name, dataset, preset, split_name(split))
+    with run_lock(run_dir), _deterministic(ctx.device):
+        return _run_stages(ctx, run_dir, t_run, started)
+
+
+def _record_overrides(prof: presets.Profile) -> None:
+    """``results/<profile>+<digest>/profile.json``: the profile and the overrides the digest stands for."""
+    if not prof.overrides:
+        return
+    path = paths.results_dir() / prof.results_name / "profile.json"
+    if not path.exists():
+        io.write_json(path, {"profile": prof.name, "overrides": prof.overrides,
+                             "results_name": prof.results_name})
 
 
 @contextlib.contextmanager
@@ -205,8 +203,7 @@ def _deterministic(device: torch.device) -> Iterator[None]:
         torch.backends.cudnn.benchmark = benchmark
 
 
-def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: str,
-                hp_over: dict[str, Any]) -> Path:
+def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: str) -> Path:
     from deg.train import calibrate, feature, flow, sequence
 
     configs = stage_configs(ctx)
@@ -222,7 +219,8 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
     def write_run_json(complete: bool) -> None:
         provenance.write_run_json(run_dir / "run.json", {
             "dataset": ctx.dataset.id, "preset": ctx.preset.name, "split": _split_name_of(run_dir),
-            "profile": ctx.profile.to_dict(), "overrides": hp_over, "hparams": ctx.hparams,
+            "profile": ctx.profile.to_dict(), "results_name": ctx.profile.results_name,
+            "overrides": ctx.profile.overrides, "hparams": ctx.hparams,
             "preset_config": dataclasses.asdict(ctx.preset), "image_size": list(ctx.image_size),
             "normalisation": ctx.norm, "seed": ctx.seed,
             "seeds": {"split": ctx.seed, **{s: common.stage_seed(ctx.seed, s) for s in ("flow", "feature", "sequence")}},
@@ -233,6 +231,8 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
     def stage(name: str, compute) -> dict[str, Any]:
         sd = dirs[name]
         done = sd.done()
+        if done is None:
+            done = sd.adopt(_same_run_elsewhere(ctx.profile, run_dir, sd.path))
         if done is not None:
             records[name] = dict(done, cached=True)
         else:
@@ -301,10 +301,23 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
     wall = time.perf_counter() - t_run
     fe_f1, seq_f1 = records["feature"].get("best_metric"), records["sequence"].get("best_metric")
     cached = sum(bool(r.get("cached")) for r in records.values())
-    print(f"deg run {ctx.dataset.id}/{ctx.preset.name}/{_split_name_of(run_dir)} [{ctx.profile.name}]: "
+    print(f"deg run {ctx.dataset.id}/{ctx.preset.name}/{_split_name_of(run_dir)} [{ctx.profile.results_name}]: "
           f"{wall:.1f} s, val F1 {_fmt(seq_f1)} (feature extractor {_fmt(fe_f1)}), "
           f"{cached}/{len(STAGES)} stages cached -> {run_dir}")
     return run_dir
+
+
+def _same_run_elsewhere(profile: presets.Profile, run_dir: Path, stage_dir: Path) -> list[tuple[Path, Path]]:
+    """(stage folder, run folder) of this run under the profile's other results folders: the
+    profile itself and each of its override sets (``results/<name>`` and ``results/<name>+*``)."""
+    root = paths.results_dir()
+    own = root / profile.results_name
+    try:
+        rel_run, rel_stage = run_dir.relative_to(own), stage_dir.relative_to(own)
+    except ValueError:
+        return []
+    folders = [root / profile.name] + sorted(root.glob(f"{profile.name}+*"))
+    return [(f / rel_stage, f / rel_run) for f in folders if f != own and (f / rel_stage / "DONE").exists()]
 
 
 def _split_name_of(run_dir: Path) -> str:

@@ -15,8 +15,10 @@ Three layers:
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Mapping
 
 
 # --------------------------------------------------------------------------------------
@@ -136,6 +138,9 @@ class Profile:
     preset_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Presets run on these datasets only (others: every dataset of the profile)
     preset_datasets: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # What the caller replaced (get_profile(name, **overrides)): Profile fields and HPARAMS entries,
+    # as given. Non-empty overrides give the profile its own results folder (see results_name).
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.hparams) - set(HPARAMS))
@@ -145,9 +150,18 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def results_name(self) -> str:
+        """Folder name under ``results/`` and ``figures/``: see :func:`results_name`."""
+        return results_name(self.name, self.overrides)
+
     def for_preset(self, preset: str) -> "Profile":
-        """This profile with ``preset_overrides[preset]`` applied (the fields a run of ``preset`` uses)."""
-        return replace(self, **self.preset_overrides.get(preset, {}))
+        """This profile with ``preset_overrides[preset]`` applied (the fields a run of ``preset`` uses).
+
+        The caller's overrides keep the last word: they are applied again on top.
+        """
+        mine = {k: v for k, v in self.overrides.items() if k in PROFILE_FIELDS}
+        return replace(self, **{**self.preset_overrides.get(preset, {}), **mine})
 
 
 PROFILES: dict[str, Profile] = {
@@ -201,10 +215,91 @@ def get_preset(name: str) -> Preset:
         raise KeyError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
 
 
+# --------------------------------------------------------------------------------------
+# Overrides: any profile with fields or HPARAMS entries replaced
+# --------------------------------------------------------------------------------------
+PROFILE_FIELDS = frozenset(f.name for f in fields(Profile)) - {"name", "overrides"}
+
+
+def _like(value: Any, template: Any) -> Any:
+    """``value`` in the types the table uses: JSON gives lists where the table has tuples (every
+    sequence here is a tuple), and ints where it has floats."""
+    if isinstance(value, list):
+        return tuple(_like(v, None) for v in value)
+    if isinstance(value, dict):
+        return {k: _like(v, template.get(k) if isinstance(template, dict) else None) for k, v in value.items()}
+    if isinstance(template, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def check_overrides(overrides: Mapping[str, Any]) -> None:
+    """TypeError naming every key that is neither a Profile field nor an HPARAMS entry."""
+    unknown = sorted(set(overrides) - PROFILE_FIELDS - set(HPARAMS))
+    if unknown:
+        raise TypeError(f"unknown override(s) {unknown}: neither Profile fields nor HPARAMS entries "
+                        f"(Profile fields: {', '.join(sorted(PROFILE_FIELDS))})")
+
+
 def get_profile(name: str, **overrides: Any) -> Profile:
-    """The named profile, optionally with fields replaced (for notebooks and tests)."""
+    """The named profile with ``overrides`` applied: Profile fields replaced, HPARAMS entries added
+    to its ``hparams`` (the caller's value wins over the profile's own). The result records the
+    overrides (``Profile.overrides``) and, when there are any, lives in its own results folder
+    (:func:`results_name`). Lists are read as the tuples the table uses (JSON from a command line)."""
     try:
         profile = PROFILES[name]
     except KeyError:
         raise KeyError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}") from None
-    return replace(profile, **overrides) if overrides else profile
+    if not overrides:
+        return profile
+    check_overrides(overrides)
+    changes = {k: _like(v, getattr(profile, k)) for k, v in overrides.items() if k in PROFILE_FIELDS}
+    hparams = {**profile.hparams, **changes.pop("hparams", {}),
+               **{k: _like(v, HPARAMS[k]) for k, v in overrides.items() if k in HPARAMS}}
+    recorded = {k: _like(v, getattr(profile, k) if k in PROFILE_FIELDS else HPARAMS[k]) for k, v in overrides.items()}
+    return replace(profile, **changes, hparams=hparams, overrides=recorded)
+
+
+def overrides_digest(overrides: Mapping[str, Any]) -> str:
+    """8 hex digits of the canonical JSON of ``overrides`` (lists and tuples hash alike)."""
+    text = json.dumps(dict(overrides), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def results_name(name: str, overrides: Mapping[str, Any] | None = None) -> str:
+    """``results/<this>/`` and ``figures/<this>/``: the profile's name, or ``<name>+<digest>`` when
+    fields are overridden, so results of e.g. a shrunk ``paper`` run never mix with the paper's.
+    ``results/<name>+<digest>/profile.json`` says what the digest stands for."""
+    return f"{name}+{overrides_digest(overrides)}" if overrides else name
+
+
+def parse_overrides(value: Any) -> dict[str, Any]:
+    """Overrides from a command line: JSON object text (``'{"flow_steps": 2}'``), "" or None (none),
+    or the structure Snakemake's ``--config`` made of it (it reads values as YAML strings: each
+    string is read again as JSON when it parses, so ``"2"`` becomes 2). Names are checked."""
+    if value is None or value == "" or value == {}:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"overrides must be a JSON object such as '{{\"flow_steps\": 2}}', got {value!r} "
+                             f"({exc})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"overrides must be a JSON object (name -> value), got {value!r}")
+
+    def typed(v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                return json.loads(v)
+            except json.JSONDecodeError:
+                return v
+        if isinstance(v, list):
+            return [typed(x) for x in v]
+        if isinstance(v, dict):
+            return {k: typed(x) for k, x in v.items()}
+        return v
+
+    out = {str(k): typed(v) for k, v in value.items()}
+    check_overrides(out)
+    return out

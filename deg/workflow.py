@@ -65,6 +65,8 @@ class Plan:
     human_datasets: list[str]
     figures: list[str] = field(default_factory=lambda: list(FIGURES))
     notebooks: dict[str, str] = field(default_factory=lambda: dict(FIGURES))
+    overrides: dict = field(default_factory=dict)   # Profile fields / HPARAMS entries replaced
+    results_name: str = ""                          # results/<this>/, figures/<this>/
     gpus_per_run: int = 0
     minutes_per_run: int = 30
     mem_mb_per_run: int = 8000
@@ -89,8 +91,11 @@ class Plan:
         return describe + humans + self.run_outputs(results)
 
 
-def plan(profile_name: str, datasets: str = "") -> Plan:
-    profile = get_profile(profile_name)
+def plan(profile_name: str, datasets: str = "", overrides: dict | None = None) -> Plan:
+    """The DAG's content for a profile; ``overrides`` (Profile fields, HPARAMS entries) as for
+    :func:`deg.presets.get_profile`: they size the plan (e.g. ``n_splits``, ``subsample_videos``)
+    and reach every run; an overridden profile has its own results folder (``Plan.results_name``)."""
+    profile = get_profile(profile_name, **(overrides or {}))
     if datasets.strip():
         chosen = datasets.split()
     else:
@@ -108,7 +113,7 @@ def plan(profile_name: str, datasets: str = "") -> Plan:
                 subsample_runs += [(first, "DEG_f", f"sub{n_train}_d{d}") for d in range(profile.subsample_draws)]
     paper = profile_name == "paper"
     return Plan(
-        profile=profile_name, datasets=chosen, run_datasets=run_datasets, runs=runs, subsample_runs=subsample_runs,
+        profile=profile_name, overrides=dict(profile.overrides), results_name=profile.results_name, datasets=chosen, run_datasets=run_datasets, runs=runs, subsample_runs=subsample_runs,
         human_datasets=[d for d in chosen if _annotator_count(d) >= 2],
         gpus_per_run=1 if paper else 0, minutes_per_run=24 * 60 if paper else 30,
         mem_mb_per_run=32000 if paper else 8000, threads_per_run=4 if paper else 1,

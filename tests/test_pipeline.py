@@ -151,18 +151,27 @@ def test_second_run_is_cached_and_changes_rerun_only_what_depends_on_them(tiny_r
     assert changed(shuffle_repeats=3) == set()                 # evaluation only
     assert pipeline.stage_keys(DATASET, PRESET, 0, profile="tiny", seed=1) != base
 
-    # A sequence hyperparameter: only sequence + calibration + predictions run again.
-    pipeline.run(DATASET, PRESET, 0, profile="tiny", progress=False, sequence_l2_alpha=2 * alpha)
-    record = _run_json(run_dir)
+    # A sequence hyperparameter: the run goes to the profile's override folder, copies the stages
+    # whose keys are unchanged from the profile's own run, and trains only the sequence model.
+    over_dir = pipeline.run(DATASET, PRESET, 0, profile="tiny", progress=False, sequence_l2_alpha=2 * alpha)
+    tag = get_profile("tiny", sequence_l2_alpha=2 * alpha).results_name
+    assert over_dir == paths.results_dir() / tag / DATASET / PRESET / "split0" and tag.startswith("tiny+")
+    record = _run_json(over_dir)
     assert {s: r["cached"] for s, r in record["stages"].items()} == {
         "flow": True, "feature": True, "features": True, "sequence": False, "predictions": False}
-    assert record["overrides"] == {"sequence_l2_alpha": 2 * alpha}
-    assert HPARAMS["sequence_l2_alpha"] == alpha                # the override did not leak
-    assert (run_dir / "thresholds.json").exists()
+    assert record["stages"]["feature"]["copied_from"] == str(run_dir / "feature")
+    assert record["overrides"] == {"sequence_l2_alpha": 2 * alpha} and record["results_name"] == tag
+    assert record["hparams"]["sequence_l2_alpha"] == 2 * alpha
+    assert json.loads((paths.results_dir() / tag / "profile.json").read_text())["overrides"] == record["overrides"]
+    assert HPARAMS["sequence_l2_alpha"] == alpha                # nothing global changed
+    assert (over_dir / "thresholds.json").exists()
+    assert _val_metrics(over_dir)["feature"] == before["feature"]
 
-    # Back to the defaults: the sequence model is retrained and gives the same metrics as before.
-    pipeline.run(DATASET, PRESET, 0, profile="tiny", progress=False)
+    # The profile's own run was not touched.
     assert _val_metrics(run_dir) == before
+    assert (run_dir / "sequence" / "best.pt").stat().st_mtime_ns == mtime
+    pipeline.run(DATASET, PRESET, 0, profile="tiny", progress=False)
+    assert all(r["cached"] for r in _run_json(run_dir)["stages"].values())
 
 
 @pytest.fixture(scope="module")
@@ -250,11 +259,14 @@ def test_split_names(workspace):
 def test_profile_for_a_preset_then_user_overrides():
     demo = get_profile("demo")
     for preset, changes in demo.preset_overrides.items():
-        prof, hp = pipeline._split_overrides("demo", {}, preset)
-        assert all(getattr(prof, k) == v for k, v in changes.items()) and hp == demo.hparams
-    prof, hp = pipeline._split_overrides("demo", {"image_size": (24, 24), "tgm_n_filters": 4, "lr": 0.5}, "DEG_s")
-    # the caller has the last word over the profile (fields and HPARAMS replacements)
-    assert prof.image_size == (24, 24) and hp == {**demo.hparams, "tgm_n_filters": 4, "lr": 0.5}
+        prof, hp = pipeline.resolve_profile("demo", {}, preset)
+        assert all(getattr(prof, k) == v for k, v in changes.items()) and hp == {**HPARAMS, **demo.hparams}
+    prof, hp = pipeline.resolve_profile("demo", {"image_size": (24, 24), "tgm_n_filters": 4, "lr": 0.5,
+                                                 "feature_steps": 7}, "DEG_s")
+    # the caller has the last word over the profile (fields, per-preset fields, HPARAMS replacements)
+    assert prof.image_size == (24, 24) and prof.feature_steps == 7
+    assert prof.feature_batch == demo.preset_overrides["DEG_s"]["feature_batch"]
+    assert hp == {**HPARAMS, **demo.hparams, "tgm_n_filters": 4, "lr": 0.5}
     with pytest.raises(TypeError, match="unknown HPARAMS"):
-        pipeline._split_overrides("demo", {"hparams": {"not_a_hparam": 1}})
-    assert pipeline._split_overrides("demo", {}, "DEG_f")[0].image_size == demo.image_size
+        pipeline.resolve_profile("demo", {"hparams": {"not_a_hparam": 1}})
+    assert pipeline.resolve_profile("demo", {}, "DEG_f")[0].image_size == demo.image_size

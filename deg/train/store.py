@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Iterator
@@ -53,10 +54,52 @@ class StageDir:
         if not cfg_path.exists():
             io.write_json(cfg_path, {"key": self.key, "config": self.config})
 
+    def adopt(self, sources: list[tuple[Path, Path]]) -> dict[str, Any] | None:
+        """Copy a finished stage with this key from another folder instead of computing it.
+
+        ``sources``: (stage folder, its run folder) pairs, e.g. the same run under another set of
+        overrides of the profile. The first whose ``DONE`` carries this key is copied (hard links
+        where possible: every file here is replaced by rename, never rewritten in place) into a
+        temporary folder that is then renamed into place, with the extra outputs; ``DONE`` last.
+        Returns the new ``DONE`` record, or None when no source matches.
+        """
+        for source, source_run in sources:
+            done = source / "DONE"
+            if not done.exists() or io.read_json(done).get("key") != self.key:
+                continue
+            tmp = self.path.with_name(f".tmp-adopt-{self.path.name}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(source, tmp, copy_function=_link_or_copy,
+                            ignore=shutil.ignore_patterns("DONE", ".tmp-*"))
+            if self.path.exists():
+                self.done_path.unlink(missing_ok=True)
+                shutil.rmtree(self.path)
+            os.replace(tmp, self.path)
+            for extra in self.extra_outputs:
+                src = source_run / extra.relative_to(self.path.parent)
+                if src.exists():
+                    _link_or_copy(src, extra)
+            record = {**io.read_json(done), "copied_from": str(source)}
+            io.write_json(self.done_path, record)
+            return record
+        return None
+
     def finish(self, **record: Any) -> dict[str, Any]:
         record = {"key": self.key, "finished_at": provenance.now_iso(), **record}
         io.write_json(self.done_path, record)
         return record
+
+
+def _link_or_copy(src: str | Path, dst: str | Path) -> None:
+    """Hard-link ``src`` to ``dst`` (replacing it), or copy where links are impossible."""
+    dst = Path(dst)
+    tmp = dst.with_name(f".tmp-link-{dst.name}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
 
 
 @contextlib.contextmanager
