@@ -71,7 +71,7 @@ class Dataset:
             raise DatasetError(f"{meta_path}: malformed metadata ({exc})") from exc
         if ds.behaviours[:1] != ["background"]:
             raise DatasetError(f"{meta_path}: behaviours must start with 'background', got {ds.behaviours[:3]}")
-        if ds.train_annotator not in ds.annotators:
+        if ds.annotators and ds.train_annotator not in ds.annotators:   # video-only datasets have none
             raise DatasetError(f"{meta_path}: train_annotator {ds.train_annotator!r} not in {ds.annotators}")
         if ds.image_size is not None:
             ds.image_size = tuple(ds.image_size)

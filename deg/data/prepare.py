@@ -19,6 +19,10 @@ What each kind of record becomes:
   the authors' Dropbox folder) is verified (:func:`deg.data.filecheck.validate_content`), unpacked
   aside, and imported with :func:`deg.data.labels.import_deg_project` keeping the record's
   behaviours, fps, resize and flips in ``dataset.json``;
+* ``rat_social``: Caltech label files (streams S1 and S2 merged into one matrix per video, over
+  the frames of the video's pose file; annotations past its end trimmed and listed) in
+  ``labels/original/``, the DeepLabCut tracks in ``keypoints/<video>.csv``; no videos, fps unknown;
+* ``dlc_openfield`` (a video without labels): ``videos/<stem>.mp4``, no annotators;
 * any other record: its files are downloaded into ``data/<id>/raw`` (no ``COMPLETE`` marker).
 
 Preparation holds a per-dataset lock (``data/.locks/<id>.lock``, ``fcntl.flock``: released by the
@@ -128,6 +132,10 @@ def prepare(dataset_id: str, force: bool = False, progress: bool = True, source:
             return prepare_sturman(record, source=source, progress=progress)
         if record.file_names("archive"):
             return prepare_project(record, source=source, progress=progress)
+        if source is None and record.id in POSE_LABEL_BUILDERS:
+            return POSE_LABEL_BUILDERS[record.id](record, progress=progress)
+        if source is None and record.kind == "video" and not record.behaviours and record.file_names("videos"):
+            return prepare_unlabelled_videos(record, progress=progress)
         if source is not None:
             raise ValueError(f"{dataset_id}: FROM= is for the authors' datasets and Sturman videos only")
         from deg.data import download
@@ -313,6 +321,88 @@ def prepare_sturman(record, source: str | os.PathLike | None = None, progress: b
                        "dropped_behaviours": sorted(set(parsed.behaviours) - set(behaviours))}, root=root)
             dataset.save()
     return Dataset.load(final)
+
+
+# ------------------------------------------------------------------------------ pose + labels, videos only
+def merge_streams(streams: dict[str, tuple[np.ndarray, list[str]]], behaviours: list[str]) -> np.ndarray:
+    """One (T, K) matrix over ``behaviours`` from independent label streams of one annotator.
+
+    A behaviour is on where any stream has it on; a frame is labelled where any stream labels
+    it; ``background`` is on exactly where a labelled frame has no behaviour on.
+    """
+    n = max(len(m) for m, _ in streams.values())
+    merged = np.zeros((n, len(behaviours)), dtype=np.int8)
+    labelled = np.zeros(n, dtype=bool)
+    for matrix, names in streams.values():
+        rows = matrix[:, 0] >= 0
+        labelled[: len(matrix)] |= rows
+        for k, name in enumerate(names[1:], start=1):
+            merged[: len(matrix), behaviours.index(name)] |= (matrix[:, k] == 1).astype(np.int8)
+    merged[:, 0] = (merged[:, 1:].sum(axis=1) == 0).astype(np.int8)
+    merged[~labelled] = -1
+    return merged
+
+
+def prepare_rat_social(record, progress: bool = True) -> Dataset:
+    """rat_social: Caltech label files (streams S1/S2 merged) over each pose file's frames; pose in keypoints/."""
+    import warnings
+
+    from deg.data import download
+    from deg.data.keypoints import read_dlc
+    from deg.data.labels import LabelOverrunWarning, place_video, read_caltech, write_deg_labels
+
+    files = download.fetch(record, progress=progress)
+    behaviours = list(record.behaviours)
+    pose_names = record.file_names("pose")
+    final = paths.dataset_dir(record.id)
+    trimmed: dict[str, int] = {}
+    with build_aside(final) as root:
+        videos = []
+        for label_name, pose_name in zip(record.file_names("labels"), pose_names):
+            video = label_name.split("_")[0]
+            n_frames = read_dlc(files[pose_name]).n_frames
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", LabelOverrunWarning)
+                streams = read_caltech(files[label_name], n_frames=n_frames, on_overrun="trim")
+            if caught:
+                trimmed[video] = n_frames
+            for _, names in streams.values():
+                unknown = sorted(set(names[1:]) - set(behaviours))
+                if unknown:
+                    raise DatasetError(f"{files[label_name]}: behaviours {unknown} are not in the record's {behaviours}")
+            write_deg_labels(root / "labels" / "original" / f"{video}.csv", merge_streams(streams, behaviours),
+                             behaviours)
+            place_video(files[pose_name], root / "keypoints" / f"{video}.csv")
+            videos.append(video)
+        Dataset(id=record.id, fps=float("nan"), behaviours=behaviours, annotators=["original"],
+                train_annotator="original", videos=videos, synthetic=False, flips={"horizontal": False, "vertical": False},
+                description=f"{record.title}: pose and labels, no videos (streams S1 and S2 merged)",
+                extra={"label_only": True, "fps_unknown": True, "keypoints": "keypoints/<video>.csv (DeepLabCut)",
+                       "annotation_trimmed_to_pose_frames": sorted(trimmed), "n_splits": record.n_splits},
+                root=root).save()
+    return Dataset.load(final)
+
+
+def prepare_unlabelled_videos(record, progress: bool = True) -> Dataset:
+    """A video-only record (dlc_openfield): videos/<stem>.mp4, no labels (for self-supervised stages)."""
+    from deg.data import download
+    from deg.data.labels import place_video
+
+    files = download.fetch(record, files=record.file_names("videos"), progress=progress)
+    final = paths.dataset_dir(record.id)
+    with build_aside(final) as root:
+        names = []
+        for name, path in files.items():
+            stem = Path(name).stem
+            place_video(path, root / "videos" / f"{stem}.mp4")
+            names.append(stem)
+        Dataset(id=record.id, fps=float(record.fps), behaviours=["background"], annotators=[], train_annotator="",
+                videos=names, synthetic=False, description=f"{record.title}: video only, no behaviour labels",
+                extra={"unlabelled": True}, root=root).save()
+    return Dataset.load(final)
+
+
+POSE_LABEL_BUILDERS = {"rat_social": prepare_rat_social}
 
 
 # ------------------------------------------------------------------------------ command line

@@ -200,3 +200,39 @@ def test_concurrent_prepare_waits_or_says_who_holds_the_lock(isolated, tmp_path)
     out, err = waiter.communicate(timeout=120)                 # released: it goes ahead
     assert waiter.returncode == 0, err
     assert "ready in" in out and prepare.is_prepared("mouse_ventral1")
+
+
+# --------------------------------------------------------------------------------------
+# The other registry records: pose + labels (rat_social), a video without labels (dlc_openfield)
+# --------------------------------------------------------------------------------------
+def test_rat_social_and_dlc_openfield_end_in_the_standard_layout(isolated, tmp_path, shared_data, monkeypatch):
+    import gzip
+
+    rat = registry.get("rat_social")
+    labels, pose = rat.file_names("labels")[:2], rat.file_names("pose")[:2]          # videos 1 and 2
+    record = dataclasses.replace(rat, files=tuple(rat.file(n) for n in labels + pose))
+    mirror = tmp_path / "mirror"
+    (mirror / "rat_social").mkdir(parents=True)
+    for name in labels + pose:
+        source = shared_data / rat.file(name).shared
+        data = gzip.decompress(source.read_bytes()) if source.suffix == ".gz" else source.read_bytes()
+        (mirror / "rat_social" / name).write_bytes(data)
+    download.build_local_mirror(mirror, ["dlc_openfield"], shared=shared_data, link=True)
+    monkeypatch.setenv("DEG_DATA_MIRROR", str(mirror))
+    ds = prepare.prepare_rat_social(record, progress=False)
+    assert ds.videos == ["1", "2"] and ds.annotators == ["original"] and list(ds.behaviours) == list(rat.behaviours)
+    from deg.data.keypoints import read_dlc
+    from deg.data.labels import read_caltech
+    for video, label_name, pose_name in zip(ds.videos, labels, pose):
+        n = read_dlc(ds.root / "keypoints" / f"{video}.csv").n_frames
+        matrix = ds.labels(video)
+        assert matrix.shape == (n, len(rat.behaviours))
+        streams = read_caltech(mirror / "rat_social" / label_name, n_frames=n, on_overrun="trim")
+        for stream, names in streams.values():                        # every stream's behaviour frames kept
+            for k, name in enumerate(names[1:], start=1):
+                assert (matrix[stream[:, k] == 1, ds.behaviours.index(name)] == 1).all()
+        on = matrix[:, 1:].sum(axis=1) > 0
+        assert ((matrix[:, 0] == 1) == (~on & (matrix[:, 0] >= 0))).all()
+    video = prepare.prepare("dlc_openfield", progress=False)
+    assert video.videos == ["m3v1mp4"] and video.annotators == [] and video.fps == 30.0
+    assert video_io.video_info(video.video_path("m3v1mp4")).n_frames == 2330
