@@ -4,7 +4,7 @@ There is no labelled real video offline, but there is real video: the MABe 2022 
 (``../shared/data/mabe22``: 512x512, 30 fps, three mice, DeepLabCut-style pose). From it this test
 builds what a user brings for one of the paper's datasets: a DeepEthogram project folder
 (``project_config.yaml``, ``DATA/<video>/<video>.mp4`` + ``<video>_labels.csv``), zipped as an author
-archive would be. The video is cut into six 60-frame videos (downscaled to 64x64 so the test
+archive would be. The video is cut into six 40-frame videos (downscaled to 64x64 so the test
 stays fast); the labels are derived automatically from the pose, not by a human: ``moving`` where
 mouse1's centroid speed (5-frame mean) is above its median over the whole video, background where
 it is still. The project's description says so.
@@ -38,12 +38,12 @@ from deg.workflow import FIGURES
 
 pytestmark = pytest.mark.slow
 
-N_VIDEOS, N_FRAMES, SIZE = 6, 60, (64, 64)
+N_VIDEOS, N_FRAMES, SIZE = 6, 40, (64, 64)
 DESCRIPTION = ("POSE-DERIVED labels, not human: 'moving' where mouse1's centroid speed (DeepLabCut-style "
                "pose, 5-frame mean) exceeds its median; pixels: real MABe 2022 video EGS8X2MN4SSUGFWAV976 "
-               "(three mice), cut into 60-frame videos. A test fixture, not the authors' Mouse-Ventral1.")
+               "(three mice), cut into 40-frame videos. A test fixture, not the authors' Mouse-Ventral1.")
 # Only how much is computed: steps, image size, batch sizes, splits, presets, the Figure 6 sweep.
-OVERRIDES = {"flow_steps": 2, "feature_steps": 4, "sequence_steps": 4, "lr_patience_steps": 2, "val_every": 2,
+OVERRIDES = {"flow_steps": 2, "feature_steps": 4, "sequence_steps": 4, "lr_patience_steps": 2, "val_every": 4,
              "val_batches": 1, "image_size": [16, 16], "flow_batch": 2, "feature_batch": 4, "sequence_batch": 2,
              "sequence_length": 30, "infer_batch": 16, "n_splits": 1, "presets": ["DEG_f"],
              "subsample_videos": [1], "subsample_draws": 1, "shuffle_repeats": 5}

@@ -130,7 +130,7 @@ def prepare(dataset_id: str, force: bool = False, progress: bool = True, source:
             return open_dataset(dataset_id)
         if dataset_id.startswith(STURMAN_PREFIX) and record.recording_s:
             return prepare_sturman(record, source=source, progress=progress)
-        if record.file_names("archive"):
+        if record.kind == "video" and record.file_names("archive"):     # the authors' project archives
             return prepare_project(record, source=source, progress=progress)
         if source is None and record.id in POSE_LABEL_BUILDERS:
             return POSE_LABEL_BUILDERS[record.id](record, progress=progress)
