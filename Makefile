@@ -24,6 +24,8 @@ test:            ## run the test suite (CPU, tiny profile; fails when no test is
 	$(PY) -m pytest -q
 
 figures:         ## regenerate every figure: PROFILE=tiny|demo|paper, DATASETS="a b" narrows, OVERRIDES='{"flow_steps":2}' replaces profile fields
+	@# data first: the plan trains a dataset when its prepared folder has videos (deg.workflow)
+	$(SNAKE) --rerun-incomplete data_all
 	$(SNAKE) --rerun-incomplete
 
 data:            ## prepare the datasets of PROFILE; DATASET=id [FROM=archive_or_folder] prepares one
@@ -39,5 +41,5 @@ bench:           ## inference frames/s and training steps/s of DEG_f/m/s -> resu
 predict:         ## predict VIDEOS="a.mp4 b.mp4" with the trained RUN=results/.../split0
 	$(PY) -m deg.infer --run $(RUN) $(VIDEOS)
 
-clean:           ## remove results/ and figures/ of PROFILE (data/ is kept)
-	rm -rf results/$(PROFILE) figures/$(PROFILE)
+clean:           ## remove results/ and figures/ of PROFILE, its override folders too (data/ is kept)
+	rm -rf results/$(PROFILE) figures/$(PROFILE) results/$(PROFILE)+* figures/$(PROFILE)+*

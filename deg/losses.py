@@ -7,18 +7,20 @@
 * Weighted binary focal loss with label smoothing for feature extractors and sequence models.
 * L2-SP (Li et al. 2018) towards pretrained weights, and plain L2 for the sequence model.
 
-Every constant comes from ``deg.presets.HPARAMS``. Losses are computed in float32 even under
-bfloat16 autocast: the Charbonnier epsilon (1e-7) and the warping grid need the precision.
+Every constant is an argument: the values of ``deg.presets.HPARAMS`` (or a run's replacement of
+them) are passed by the caller -- :meth:`MotionNetLossConfig.from_hparams` for the flow loss,
+``ctx.hparams[...]`` in :mod:`deg.train` for the others -- and nothing here reads the table, so an
+override reaches every term it names. Losses are computed in float32 even under bfloat16
+autocast: the Charbonnier epsilon (1e-7) and the warping grid need the precision.
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from deg.presets import HPARAMS
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
@@ -30,7 +32,7 @@ class LossInputError(ValueError):
 # --------------------------------------------------------------------------------------
 # MotionNet loss
 # --------------------------------------------------------------------------------------
-def charbonnier(x: torch.Tensor, alpha: float, eps: float = HPARAMS["flow_eps"]) -> torch.Tensor:
+def charbonnier(x: torch.Tensor, alpha: float, eps: float) -> torch.Tensor:
     """Generalised Charbonnier penalty rho(x) = (x^2 + eps^2)^alpha, elementwise, float32."""
     x = x.float()
     return (x * x + eps * eps) ** alpha
@@ -62,8 +64,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 3, data_range: float = 
     raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
 
 
-def smoothness(flow: torch.Tensor, alpha: float = HPARAMS["flow_smooth_alpha"],
-               eps: float = HPARAMS["flow_eps"]) -> torch.Tensor:
+def smoothness(flow: torch.Tensor, alpha: float, eps: float) -> torch.Tensor:
     """Charbonnier smoothness of flows (N, 2P, H, W) (P frame pairs), a scalar.
 
     Per pixel and pair: rho(du/dx) + rho(du/dy) + rho(dv/dx) + rho(dv/dy) with forward
@@ -91,30 +92,55 @@ def _frames_at(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return frames.reshape(n, t, c, *size)
 
 
-def motionnet_loss(clip: torch.Tensor, flows: Sequence[torch.Tensor], is_3d: bool = False,
-                   ) -> tuple[torch.Tensor, dict[str, float]]:
+@dataclass(frozen=True)
+class MotionNetLossConfig:
+    """The MotionNet loss's constants (paper Methods, "MotionNet loss"; HPARAMS ``flow_*``)."""
+
+    pixel_weight: float               # lambda_0
+    pixel_alpha: float                # Charbonnier exponent of the photometric term
+    ssim_weight: float                # lambda_1
+    smooth_weights: tuple[float, ...]  # lambda_2 per scale, largest first
+    smooth_alpha: float               # Charbonnier exponent of the smoothness term
+    eps: float                        # Charbonnier epsilon (both terms)
+    sparsity_weight_3d: float         # lambda_3, TinyMotionNet3D only
+    smooth_factor_3d: float           # lambda_2 x this for TinyMotionNet3D
+
+    @classmethod
+    def from_hparams(cls, hparams: Mapping[str, Any]) -> "MotionNetLossConfig":
+        """From a run's complete HPARAMS (``ctx.hparams``); a missing entry is a KeyError."""
+        return cls(pixel_weight=float(hparams["flow_pixel_weight"]), pixel_alpha=float(hparams["flow_pixel_alpha"]),
+                   ssim_weight=float(hparams["flow_ssim_weight"]),
+                   smooth_weights=tuple(float(w) for w in hparams["flow_smooth_weights"]),
+                   smooth_alpha=float(hparams["flow_smooth_alpha"]), eps=float(hparams["flow_eps"]),
+                   sparsity_weight_3d=float(hparams["flow3d_sparsity_weight"]),
+                   smooth_factor_3d=float(hparams["flow3d_smooth_factor"]))
+
+
+def motionnet_loss(clip: torch.Tensor, flows: Sequence[torch.Tensor], config: MotionNetLossConfig,
+                   is_3d: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
     """Unsupervised flow loss summed over scales (paper "MotionNet loss").
 
     clip (N, 3, T, H, W); flows finest first, each (N, 2(T-1), h_s, w_s) in pixels of its scale,
     channel 2i / 2i+1 = x / y displacement of pair (i, i+1). At each scale the clip is resized
     to (h_s, w_s), frame i is reconstructed from frame i+1 (:func:`deg.models.flow.warp`) and
 
-        L_s = l0 * mean rho_0.4(I_i - I^_i) + l1 * mean(1 - SSIM(I_i, I^_i))
-              + l2_s * smooth_0.3(V) [+ l3 * mean|V|]              (l3 and l2_s x 0.25: 3D only)
+        L_s = l0 * mean rho_a0(I_i - I^_i) + l1 * mean(1 - SSIM(I_i, I^_i))
+              + l2_s * smooth_a2(V) [+ l3 * mean|V|]              (l3 and l2_s x 0.25: 3D only)
 
-    with l2_s = 0.01, 0.02, 0.04 from the largest to the smallest scale. Returns
-    (sum over scales, parts) where parts holds each weighted term summed over scales
-    ("pixel", "ssim", "smooth", "sparsity") and "total"; parts sum to total.
+    with the constants of ``config`` (paper: l0 = l1 = 1, a0 = 0.4, a2 = 0.3, l2_s = 0.01, 0.02,
+    0.04 from the largest to the smallest scale, l3 = 0.05). Returns (sum over scales, parts)
+    where parts holds each weighted term summed over scales ("pixel", "ssim", "smooth",
+    "sparsity") and "total"; parts sum to total.
     """
     from deg.models.flow import warp  # local import: models depend on losses, not the reverse
 
     if clip.dim() != 5 or clip.shape[1] != 3:
         raise LossInputError(f"clip must be (N, 3, T, H, W), got {tuple(clip.shape)}")
     n, _, t, _, _ = clip.shape
-    smooth_w = HPARAMS["flow_smooth_weights"]
+    smooth_w = config.smooth_weights
     if len(flows) > len(smooth_w):
-        raise LossInputError(f"got {len(flows)} flow scales, HPARAMS has smoothness weights for {len(smooth_w)}")
-    factor = HPARAMS["flow3d_smooth_factor"] if is_3d else 1.0
+        raise LossInputError(f"got {len(flows)} flow scales, the loss has smoothness weights for {len(smooth_w)}")
+    factor = config.smooth_factor_3d if is_3d else 1.0
     totals = dict.fromkeys(("pixel", "ssim", "smooth", "sparsity"), clip.new_zeros((), dtype=torch.float32))
     for flow, l2 in zip(flows, smooth_w):
         if flow.dim() != 4 or flow.shape[0] != n or flow.shape[1] != 2 * (t - 1):
@@ -126,12 +152,12 @@ def motionnet_loss(clip: torch.Tensor, flows: Sequence[torch.Tensor], is_3d: boo
         following = frames[:, 1:].reshape(n * (t - 1), 3, h, w)
         v = flow.float().reshape(n * (t - 1), 2, h, w)
         recon = warp(following, v)
-        totals["pixel"] = totals["pixel"] + HPARAMS["flow_pixel_weight"] * charbonnier(
-            current - recon, HPARAMS["flow_pixel_alpha"]).mean()
-        totals["ssim"] = totals["ssim"] + HPARAMS["flow_ssim_weight"] * (1 - ssim(current, recon, reduction="none")).mean()
-        totals["smooth"] = totals["smooth"] + l2 * factor * smoothness(v)
+        totals["pixel"] = totals["pixel"] + config.pixel_weight * charbonnier(
+            current - recon, config.pixel_alpha, config.eps).mean()
+        totals["ssim"] = totals["ssim"] + config.ssim_weight * (1 - ssim(current, recon, reduction="none")).mean()
+        totals["smooth"] = totals["smooth"] + l2 * factor * smoothness(v, config.smooth_alpha, config.eps)
         if is_3d:
-            totals["sparsity"] = totals["sparsity"] + HPARAMS["flow3d_sparsity_weight"] * v.abs().mean()
+            totals["sparsity"] = totals["sparsity"] + config.sparsity_weight_3d * v.abs().mean()
     total = sum(totals.values())
     parts = {k: float(v.detach()) for k, v in totals.items()}
     parts["total"] = float(total.detach())
@@ -149,7 +175,7 @@ def _counts(x: Sequence[float] | torch.Tensor) -> torch.Tensor:
 
 
 def pos_weight_from_counts(positives: Sequence[float] | torch.Tensor, negatives: Sequence[float] | torch.Tensor,
-                           beta: float = HPARAMS["pos_weight_beta"]) -> torch.Tensor:
+                           beta: float) -> torch.Tensor:
     """w_k = (negatives_k / positives_k)^beta, float32 (K,). Zero counts are taken as one example."""
     pos, neg = _counts(positives), _counts(negatives)
     if pos.shape != neg.shape:
@@ -170,8 +196,8 @@ def bias_from_counts(positives: Sequence[float] | torch.Tensor, negatives: Seque
     return torch.log(pos.clamp_min(eps) / neg.clamp_min(eps)).float()
 
 
-def focal_loss(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor | None = None,
-               gamma: float = HPARAMS["focal_gamma"], smoothing: float = HPARAMS["label_smoothing"]) -> torch.Tensor:
+def focal_loss(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor | None, *,
+               gamma: float, smoothing: float) -> torch.Tensor:
     """Weighted binary focal loss with label smoothing, mean over labelled elements.
 
     logits (N, K) or (N, K, T); targets of the same shape with 1 / 0, and -1 for unlabelled
@@ -262,7 +288,7 @@ class L2SP(nn.Module):
         return self.alpha / 2 * (sp + zero) + self.beta / 2 * (l2 + zero)
 
 
-def l2_penalty(model: nn.Module, alpha: float = HPARAMS["sequence_l2_alpha"]) -> torch.Tensor:
+def l2_penalty(model: nn.Module, alpha: float) -> torch.Tensor:
     """Plain L2, alpha/2 ||w||^2 over decayed parameters (sequence models: no pretraining)."""
     params = list(decayed_parameters(model).values())
     total = sum((p.float() ** 2).sum() for p in params) if params else torch.zeros(())

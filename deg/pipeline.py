@@ -12,6 +12,10 @@ Stages, in series as in the paper (Methods: End-to-end training):
    on the validation videos, bouts shorter than the 1st percentile of the training set's bout
    lengths removed, background = no other behaviour.
 
+A Figure 6 run ``sub<n>_d<draw>`` trains no flow generator of its own: its flow stage is the one
+of its parent split's run (``split0``, :func:`deg.train.keys.flow_parent`; paper: "we trained the
+flow generator only once and kept it fixed"), same folder and key, trained there when missing.
+
 Also ``split.json``, ``run.json`` (provenance) and ``flow_example.npz`` (an 11-frame validation
 clip and its 10 flows, for Figure 1C). The stages' code is in :mod:`deg.train` (one module per
 stage, :mod:`deg.train.keys` for the keys, :mod:`deg.train.store` for the folders).
@@ -50,10 +54,11 @@ import torch
 
 from deg import io, paths, presets, provenance
 from deg.train import common, loop
-from deg.train.keys import STAGES, keys_of, stage_configs
+from deg.train.keys import STAGES, flow_parent, keys_of, stage_configs
 from deg.train.store import RunBusyError, StageDir, run_lock
 
-__all__ = ["STAGES", "RunBusyError", "resolve_split", "run", "split_name", "stage_configs", "stage_keys"]
+__all__ = ["STAGES", "RunBusyError", "flow_parent", "resolve_profile", "resolve_split", "run", "split_name",
+           "stage_configs", "stage_keys"]
 
 # --------------------------------------------------------------------------------------
 # Overrides and context
@@ -96,10 +101,10 @@ def _choose_split(name: str, dataset, labels: dict[str, np.ndarray], profile, se
     videos = sorted(labels)
     match = re.fullmatch(r"split(\d+)", name)
     if match:
-        k = int(match.group(1))
-        if k >= profile.n_splits:
-            raise ValueError(f"{name}: profile {profile.name!r} has {profile.n_splits} split(s) (0..{profile.n_splits - 1})")
-        return make_splits(videos, labels, n_splits=profile.n_splits, seed=seed,
+        k, n_splits = int(match.group(1)), profile.splits_for(dataset.id)
+        if k >= n_splits:
+            raise ValueError(f"{name}: profile {profile.name!r} has {n_splits} split(s) of {dataset.id} (0..{n_splits - 1})")
+        return make_splits(videos, labels, n_splits=n_splits, seed=seed,
                            fractions=hparams["split_fractions"], behaviours=dataset.behaviours)[k]
     n_train, draw = (int(g) for g in re.fullmatch(r"sub(\d+)_d(\d+)", name).groups())
     subs = subsample_splits(videos, labels, profile.subsample_videos, profile.subsample_draws, seed,
@@ -126,11 +131,13 @@ def _context(dataset: str, preset: str, split: int | str, profile, seed: int, de
     labels = {v: ds.labels(v) for v in videos if ds.has_labels(v, ds.train_annotator)}
     name = split_name(split)
     the_split = _choose_split(name, ds, labels, profile, seed, hparams)
+    parent = flow_parent(name)
+    flow_split = the_split if parent == name else _choose_split(parent, ds, labels, profile, seed, hparams)
     native = video_info(ds.video_path(videos[0]))
     size = resolve_image_size(profile.image_size, ds.image_size, (native.height, native.width))
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     return common.RunContext(dataset=ds, preset=presets.get_preset(preset), profile=profile, hparams=hparams,
-                             split=the_split, labels=labels, videos=videos, image_size=size, device=dev,
+                             split=the_split, flow_split=flow_split, labels=labels, videos=videos, image_size=size, device=dev,
                              precision=common.choose_precision(dev, profile.bf16), seed=int(seed), progress=progress)
 
 
@@ -211,7 +218,10 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
     io.write_json(run_dir / "split.json", {"train": ctx.split.train, "val": ctx.split.val, "test": ctx.split.test,
                                            "missing": ctx.split.missing})
     dirs = {s: StageDir(run_dir / s, keys[s], configs[s]) for s in STAGES}
-    dirs["flow"].extra_outputs = (run_dir / "flow_example.npz",)
+    # Figure 6 runs use the flow generator of their parent split's run (its folder, its key)
+    flow_run_dir = run_dir.parent / flow_parent(run_dir.name)
+    dirs["flow"] = StageDir(flow_run_dir / "flow", keys["flow"], configs["flow"])
+    dirs["flow"].extra_outputs = (flow_run_dir / "flow_example.npz",)
     dirs["predictions"].extra_outputs = (run_dir / "thresholds.json",)
     records: dict[str, dict[str, Any]] = {}
     models: dict[str, Any] = {}
@@ -230,16 +240,20 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
 
     def stage(name: str, compute) -> dict[str, Any]:
         sd = dirs[name]
-        done = sd.done()
-        if done is None:
-            done = sd.adopt(_same_run_elsewhere(ctx.profile, run_dir, sd.path))
-        if done is not None:
-            records[name] = dict(done, cached=True)
-        else:
-            sd.prepare()
-            t0 = time.perf_counter()
-            extra = compute(sd.path) or {}
-            records[name] = dict(sd.finish(wall_s=round(time.perf_counter() - t0, 3), **extra), cached=False)
+        elsewhere = sd.path.parent != run_dir          # the parent split's flow generator
+        with run_lock(sd.path.parent) if elsewhere else contextlib.nullcontext():
+            done = sd.done()
+            if done is None:
+                done = sd.adopt(_same_run_elsewhere(ctx.profile, sd.path.parent, sd.path))
+            if done is not None:
+                records[name] = dict(done, cached=True)
+            else:
+                sd.prepare()
+                t0 = time.perf_counter()
+                extra = compute(sd.path) or {}
+                records[name] = dict(sd.finish(wall_s=round(time.perf_counter() - t0, 3), **extra), cached=False)
+        if elsewhere:
+            records[name]["path"] = str(sd.path)
         write_run_json(complete=False)
         return records[name]
 
@@ -262,7 +276,7 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
             io.write_json(norm_path, ctx.compute_norm())
         result = flow.train(ctx, path, keys["flow"])
         example = flow.example(ctx, flow.load(ctx, path))
-        io.write_npz(run_dir / "flow_example.npz", key=np.array(keys["flow"]), **example)
+        io.write_npz(path.parent / "flow_example.npz", key=np.array(keys["flow"]), **example)
         return _fit_record(result)
 
     stage("flow", do_flow)

@@ -107,6 +107,10 @@ HPARAMS: dict[str, Any] = {
 # --------------------------------------------------------------------------------------
 # Run profiles: how much is computed
 # --------------------------------------------------------------------------------------
+# Paper, Methods (Statistics): "We repeated this process five times for all datasets" (three
+# times for Sturman-EPM, whose record says so).
+DEFAULT_SPLITS = 5
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -121,12 +125,19 @@ class Profile:
     feature_batch: int
     sequence_batch: int
     sequence_length: int
-    n_splits: int
+    # Random train/val/test splits per dataset. None (paper-like profiles): the dataset record's
+    # own count, deg.data.registry n_splits (paper Methods: five, three for Sturman-EPM), and
+    # DEFAULT_SPLITS for a dataset whose record gives none; an int: that count for every dataset
+    # (tiny and demo keep theirs small). See splits_for.
+    n_splits: int | None
     datasets: tuple[str, ...]
     presets: tuple[str, ...]
     subsample_videos: tuple[int, ...]   # Figure 6 training-set sizes
     subsample_draws: int                # random draws per size
     shuffle_repeats: int
+    # Figure 6 datasets (DEG_f runs sub<n>_d<draw>); the profile's own, so an explicit DATASETS
+    # selection runs the sweep only on those of these it names
+    subsample_datasets: tuple[str, ...] = ()
     # bfloat16 autocast on CPUs with native bf16 kernels. Off by default: measured on an AVX-512-BF16
     # EPYC, training under CPU bf16 autocast gave non-finite conv weight gradients now and then
     # (DEG_m layer4 after 60 steps, DEG_s layers 3-4 within 4 steps), which float32 never did.
@@ -149,6 +160,18 @@ class Profile:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def splits_for(self, dataset_id: str) -> int:
+        """Number of random splits of ``dataset_id`` under this profile (see ``n_splits``)."""
+        if self.n_splits is not None:
+            return int(self.n_splits)
+        from deg.data import registry   # registry reads HPARAMS: imported here, not at module level
+
+        try:
+            count = registry.get(dataset_id).n_splits
+        except KeyError:                 # a user's own dataset: the paper's usual count
+            count = None
+        return int(count) if count else DEFAULT_SPLITS
 
     @property
     def results_name(self) -> str:
@@ -173,6 +196,7 @@ PROFILES: dict[str, Profile] = {
         flow_batch=2, feature_batch=4, sequence_batch=2, sequence_length=32,
         n_splits=1, datasets=("synthetic_tiny",), presets=("DEG_f",),
         subsample_videos=(1, 2), subsample_draws=1, shuffle_repeats=5,
+        subsample_datasets=("synthetic_tiny",),
     ),
     # `make figures` default: synthetic data, all presets, 3 splits, a 2-core CPU in <= 30 min.
     "demo": Profile(
@@ -183,6 +207,7 @@ PROFILES: dict[str, Profile] = {
         n_splits=3, datasets=("synthetic_openfield", "synthetic_distractor"),
         presets=("DEG_f", "DEG_m", "DEG_s"),
         subsample_videos=(1, 2, 4), subsample_draws=1, shuffle_repeats=100,
+        subsample_datasets=("synthetic_openfield",),
         # From scratch and a few hundred steps: 10x the paper's 1e-4 (which assumes pretrained
         # weights and 20,000 steps). Measured on synthetic_openfield split 0, DEG_f's feature-
         # extractor validation F1: 0.51 (1e-4) and 0.53 (1e-3) after 60 steps, 0.63 (1e-3) after 150.
@@ -199,11 +224,14 @@ PROFILES: dict[str, Profile] = {
         flow_steps=10_000, feature_steps=20_000, sequence_steps=100_000,
         lr_patience_steps=5_000, val_every=500, val_batches=0,
         flow_batch=32, feature_batch=32, sequence_batch=32, sequence_length=180,
-        n_splits=5,
+        n_splits=None,                  # the records' counts: 5, Sturman-EPM 3 (Methods: Statistics)
         datasets=("mouse_ventral1", "mouse_ventral2", "mouse_openfield", "mouse_homecage",
                   "mouse_social", "sturman_epm", "sturman_fst", "sturman_oft", "fly"),
         presets=("DEG_f", "DEG_m", "DEG_s"),
+        # Results, "DeepEthogram performance as a function of training set size": 1, 2, 4, 8, 12
+        # or 16 videos, five draws each, DeepEthogram-fast, Mouse-Ventral1, Mouse-Ventral2 and Fly
         subsample_videos=(1, 2, 4, 8, 12, 16), subsample_draws=5, shuffle_repeats=100,
+        subsample_datasets=("mouse_ventral1", "mouse_ventral2", "fly"),
     ),
 }
 

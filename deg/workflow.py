@@ -4,18 +4,41 @@
 makes it importable, unit-testable and the same for local and SLURM runs.
 
 Dataset selection: an explicit ``DATASETS="a b"`` wins; otherwise the profile's own datasets plus
-every real label-only dataset already prepared on disk (so Sturman labels fetched once, through a
-download or a mirror, join every later ``make figures``).
+every dataset of the paper (a registry record with a ``paper_name``) already prepared on disk,
+which joins the label-based panels (Figures 2, 4, 5) of every later ``make figures`` but is never
+trained on by a profile that did not name it (the demo's CPU budget has no room for real videos).
+
+Training: a chosen dataset trains when it has videos, decided from the data -- its prepared folder
+(``videos/``) once it is prepared, and before that its registry record (synthetic, or a file with
+the role "videos" or "archive" that preparing it brings). A prepared dataset without videos (the
+Sturman label files without the Zenodo videos) is label-only.
+
+Recomputation: every rule that computes from data has a *key file* among its inputs,
+``results/<name>/.keys/<rule>/<target>/<digest>.json``, whose content is everything the rule's
+outputs depend on besides the data (:class:`KeyFiles`: a run's :func:`deg.train.keys.run_settings`,
+the code of the modules a notebook or command imports). When that changes the digest changes, the
+file is missing, the workflow writes it while it builds the DAG (dry runs too) and -- the file
+being newer than the outputs -- Snakemake re-runs exactly the affected jobs; otherwise the old file
+is older than the outputs and nothing runs. Data changes reach the jobs through their ``COMPLETE`` input.
+
+Splits: ``Profile.splits_for`` (the dataset record's count for the paper profile: Sturman-EPM 3,
+others 5). Figure 6: the profile's ``subsample_datasets`` that are trained, every size of
+``subsample_videos`` that leaves at least one validation video, ``subsample_draws`` draws each,
+DEG_f; each such run uses the flow generator of its dataset's ``split0`` run
+(:func:`deg.train.keys.flow_parent`), so it waits for that run.
 """
 from __future__ import annotations
 
+import ast
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from deg import paths
+from deg import io, paths, provenance
 from deg.presets import get_profile
+from deg.train.keys import code_hash, flow_parent, run_settings
 
-# Real datasets whose videos are not reachable offline: they feed label-based panels only.
-LABEL_ONLY = ("sturman_oft", "sturman_epm")
+SUBSAMPLE_PRESET = "DEG_f"     # paper, Figure 6: "we used DeepEthogram-fast"
 
 # figure id -> notebook name (notebooks/<name>.ipynb) and what it reads.
 FIGURES: dict[str, str] = {
@@ -31,28 +54,143 @@ FIGURES: dict[str, str] = {
 }
 
 
-def _annotator_count(dataset_id: str) -> int:
+def is_prepared(dataset_id: str) -> bool:
+    return (paths.dataset_dir(dataset_id) / "COMPLETE").exists()
+
+
+def _prepared(dataset_id: str):
+    from deg.data.datasets import open_dataset
+
+    return open_dataset(dataset_id)
+
+
+def _record(dataset_id: str):
+    from deg.data import registry
+
+    try:
+        return registry.get(dataset_id)
+    except KeyError:
+        return None
+
+
+def has_videos(dataset_id: str) -> bool:
+    """Whether ``dataset_id`` can train: from its prepared folder when there is one, else from
+    what its registry record says preparing it brings (see the module docstring)."""
+    if is_prepared(dataset_id):
+        return _prepared(dataset_id).has_videos
+    if dataset_id.startswith("synthetic_"):
+        return True
+    record = _record(dataset_id)
+    return bool(record) and record.kind != "pose" and any(f.role in ("videos", "archive") for f in record.files)
+
+
+def n_videos(dataset_id: str) -> int:
+    """Videos of ``dataset_id`` that can be trained on: on disk when prepared, else the record's."""
+    if is_prepared(dataset_id):
+        ds = _prepared(dataset_id)
+        return sum(ds.video_path(v) is not None and ds.has_labels(v, ds.train_annotator) for v in ds.videos)
+    if dataset_id.startswith("synthetic_"):
+        from deg.data.synthetic import VARIANTS
+
+        return VARIANTS[dataset_id].n_videos if dataset_id in VARIANTS else 0
+    record = _record(dataset_id)
+    return int(record.n_videos or 0) if record else 0
+
+
+def annotator_count(dataset_id: str) -> int:
+    """Annotators of ``dataset_id``: on disk when prepared, else the record's names or count."""
+    if is_prepared(dataset_id):
+        try:
+            return len(_prepared(dataset_id).annotators)
+        except ValueError:          # a marker without metadata: the record decides
+            pass
     if dataset_id.startswith("synthetic_"):
         return 3
-    try:
-        from deg.data import registry
-
-        return len(registry.get(dataset_id).annotators or ())
-    except (ImportError, KeyError):
+    record = _record(dataset_id)
+    if record is None:
         return 1
+    return len(record.annotators or ()) or int(record.n_annotators or 0)
 
 
-def _n_videos(dataset_id: str) -> int:
-    try:
-        if dataset_id.startswith("synthetic_"):
-            from deg.data.synthetic import VARIANTS
+def paper_datasets() -> list[str]:
+    """Registry ids of the paper's datasets (records with a ``paper_name``)."""
+    from deg.data import registry
 
-            return VARIANTS[dataset_id].n_videos
-        from deg.data import registry
+    return [r.id for r in registry.records() if r.paper_name]
 
-        return int(registry.get(dataset_id).n_videos or 0)
-    except (ImportError, KeyError, TypeError):
-        return 0
+
+def notebook_modules(notebook: str | Path) -> list[str]:
+    """Modules of deg that a notebook's code cells import (``import deg.x``, ``from deg import x``)."""
+    nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        source = "".join(cell.get("source", ""))
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:          # a cell with shell magics: its imports are not followed
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.startswith("deg")}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("deg"):
+                found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return sorted(found)
+
+
+class KeyFiles:
+    """Key files of one workflow (see the module docstring): ``<results>/.keys/<rule>/<target>/<digest>.json``.
+
+    The content of a key file follows from its rule and target alone (:meth:`settings`), so the
+    job that writes it (which Snakemake may run in another process) recomputes it, and refuses to
+    write a file whose content no longer matches its name (the code changed while it ran).
+    ``write`` (a callable) true -- the Snakefile's main process, dry runs included -- writes a
+    missing key file as soon as its path is asked for: one JSON file, no job, so a workflow of
+    hundreds of runs spends no time on key jobs, and a dry run reports what a real run will do
+    (Snakemake does not re-run a job for a missing input when its outputs are newer than the
+    others, so the new key must exist). Rule ``key`` remains for key files asked for elsewhere.
+    """
+
+    COMMANDS = {"describe": ("deg.describe",), "humans": ("deg.evaluate",),
+                "param_counts": ("deg.figs.tables",), "index": ("deg.figindex",)}
+
+    def __init__(self, plan: "Plan", results: str, write=lambda: False):
+        self.plan, self.results, self.write_missing = plan, results, write
+        self.profile = get_profile(plan.profile, **plan.overrides)
+
+    def settings(self, rule: str, target: str) -> dict:
+        """Everything the ``rule`` job for ``target`` depends on besides its data."""
+        if rule == "run":
+            ds, preset, split = target.split("/")
+            return run_settings(ds, preset, split, self.profile)
+        if rule == "figure":
+            notebook = paths.REPO / "notebooks" / f"{self.plan.notebooks[target]}.ipynb"
+            return {"notebook": provenance.config_key(notebook.read_text(encoding="utf-8")),
+                    "code": code_hash(tuple(notebook_modules(notebook))), "datasets": self.plan.datasets}
+        if rule in self.COMMANDS:
+            return {"code": code_hash(self.COMMANDS[rule])}
+        raise KeyError(f"no key files for rule {rule!r}")
+
+    def path(self, rule: str, target: str) -> str:
+        path = f"{self.results}/.keys/{rule}/{target}/{provenance.config_key(self.settings(rule, target))}.json"
+        if self.write_missing() and not Path(path).exists():
+            self.write(path)
+        return path
+
+    def write(self, path: str) -> None:
+        """Write key file ``path`` (atomic) and remove the stale ones beside it."""
+        out = Path(path)
+        rel = out.relative_to(Path(self.results) / ".keys")
+        rule, target = rel.parts[0], "/".join(rel.parts[1:-1])
+        settings = self.settings(rule, target)
+        if provenance.config_key(settings) != out.stem:
+            raise RuntimeError(f"{path}: the settings of {rule} {target} changed while the workflow ran "
+                               "(code edited?); run it again")
+        io.write_json(out, json.loads(provenance.canonical_json(settings)))
+        for stale in out.parent.glob("*.json"):
+            if stale != out:
+                stale.unlink(missing_ok=True)
 
 
 @dataclass
@@ -63,17 +201,26 @@ class Plan:
     runs: list[tuple[str, str, str]]            # (dataset, preset, split name)
     subsample_runs: list[tuple[str, str, str]]  # Figure 6 runs
     human_datasets: list[str]
-    figures: list[str] = field(default_factory=lambda: list(FIGURES))
-    notebooks: dict[str, str] = field(default_factory=lambda: dict(FIGURES))
     overrides: dict = field(default_factory=dict)   # Profile fields / HPARAMS entries replaced
     results_name: str = ""                          # results/<this>/, figures/<this>/
+    figures: list[str] = field(default_factory=lambda: list(FIGURES))
+    notebooks: dict[str, str] = field(default_factory=lambda: dict(FIGURES))
     gpus_per_run: int = 0
     minutes_per_run: int = 30
     mem_mb_per_run: int = 8000
     threads_per_run: int = 1
 
+    @property
+    def all_runs(self) -> list[tuple[str, str, str]]:
+        return self.runs + self.subsample_runs
+
     def run_outputs(self, results: str, runs=None) -> list[str]:
         return [f"{results}/{ds}/{preset}/{split}/metrics.csv" for ds, preset, split in (runs or self.runs)]
+
+    def flow_parent_output(self, results: str, ds: str, preset: str, split: str) -> list[str]:
+        """The run whose flow generator run (ds, preset, split) uses, when it is another run."""
+        parent = flow_parent(split)
+        return [] if parent == split else [f"{results}/{ds}/{preset}/{parent}/metrics.csv"]
 
     def figure_inputs(self, figure: str, results: str, data: str = "") -> list[str]:
         describe = [f"{results}/{ds}/describe/time_spent.csv" for ds in self.datasets]
@@ -98,23 +245,27 @@ def plan(profile_name: str, datasets: str = "", overrides: dict | None = None) -
     profile = get_profile(profile_name, **(overrides or {}))
     if datasets.strip():
         chosen = datasets.split()
+        extra: list[str] = []
     else:
-        chosen = list(profile.datasets) + [d for d in LABEL_ONLY
-                                           if (paths.dataset_dir(d) / "COMPLETE").exists() and d not in profile.datasets]
-    run_datasets = [d for d in chosen if d not in LABEL_ONLY]
+        chosen = list(profile.datasets)
+        extra = [d for d in paper_datasets() if d not in chosen and is_prepared(d)]
+    run_datasets = [d for d in chosen if has_videos(d)]
     runs = [(ds, preset, f"split{k}") for ds in run_datasets for preset in profile.presets
-            if ds in profile.preset_datasets.get(preset, (ds,)) for k in range(profile.n_splits)]
+            if ds in profile.preset_datasets.get(preset, (ds,)) for k in range(profile.splits_for(ds))]
     subsample_runs: list[tuple[str, str, str]] = []
-    if run_datasets:
-        first = run_datasets[0]
-        available = _n_videos(first)
+    for ds in run_datasets:
+        if ds not in profile.subsample_datasets or (ds, SUBSAMPLE_PRESET, flow_parent("sub")) not in runs:
+            continue
+        available = n_videos(ds)
         for n_train in profile.subsample_videos:
-            if available and n_train <= available - 1:   # at least one validation video remains
-                subsample_runs += [(first, "DEG_f", f"sub{n_train}_d{d}") for d in range(profile.subsample_draws)]
+            if n_train <= available - 1:   # at least one validation video remains
+                subsample_runs += [(ds, SUBSAMPLE_PRESET, f"sub{n_train}_d{d}") for d in range(profile.subsample_draws)]
+    everything = chosen + extra
     paper = profile_name == "paper"
     return Plan(
-        profile=profile_name, overrides=dict(profile.overrides), results_name=profile.results_name, datasets=chosen, run_datasets=run_datasets, runs=runs, subsample_runs=subsample_runs,
-        human_datasets=[d for d in chosen if _annotator_count(d) >= 2],
+        profile=profile_name, overrides=dict(profile.overrides), results_name=profile.results_name,
+        datasets=everything, run_datasets=run_datasets, runs=runs, subsample_runs=subsample_runs,
+        human_datasets=[d for d in everything if annotator_count(d) >= 2],
         gpus_per_run=1 if paper else 0, minutes_per_run=24 * 60 if paper else 30,
         mem_mb_per_run=32000 if paper else 8000, threads_per_run=4 if paper else 1,
     )

@@ -241,6 +241,17 @@ def test_run_refuses_a_busy_run_folder(tiny_run):
             pipeline.run(DATASET, PRESET, 0, profile="tiny", progress=False)
 
 
+def test_subsample_runs_share_their_parent_splits_flow_generator(workspace):
+    """Figure 6 (paper: "we trained the flow generator only once and kept it fixed"): the flow
+    stage of every sub<n>_d<draw> run is split0's -- same key, same folder -- while everything
+    downstream is the subsample's own."""
+    split0 = pipeline.stage_keys(DATASET, PRESET, 0, profile="tiny")
+    for sub in ("sub1_d0", "sub2_d0"):
+        keys = pipeline.stage_keys(DATASET, PRESET, sub, profile="tiny")
+        assert keys["flow"] == split0["flow"] and keys["feature"] != split0["feature"]
+    assert pipeline.flow_parent("sub2_d0") == "split0" and pipeline.flow_parent("split3") == "split3"
+
+
 def test_split_names(workspace):
     split = pipeline.resolve_split(DATASET, 0, profile="tiny")
     assert split.train and split.val and split.test

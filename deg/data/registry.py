@@ -466,3 +466,30 @@ def all_ids() -> list[str]:
 
 def records() -> list[DatasetRecord]:
     return list(REGISTRY.values())
+
+
+# --------------------------------------------------------------------------------------
+# The paper's pretrained weights (not a dataset: the models' starting point; kind "weights")
+# --------------------------------------------------------------------------------------
+KINDS += ("weights",)
+DEG_PRETRAINED_DRIVE = "https://drive.google.com/file/d/1ntIZVbOG1UAiFVlsAAuKEBEVCVevyets/view?usp=sharing"
+PRETRAINED_RECORD = DatasetRecord(
+    id="deg_pretrained", title="DeepEthogram models pretrained on Kinetics700 (Bohnslav et al. 2021)",
+    kind="weights", paper_name=None,
+    files=(_placeholder("deg_pretrained", DEG_PRETRAINED_DRIVE,
+                        "The six pretrained models (the flow generators TinyMotionNet, MotionNet and "
+                        "TinyMotionNet3D, and the DEG_f/m/s feature extractors) are one zip on Google "
+                        "Drive, linked from the DeepEthogram README ('Pretrained models'); Google Drive "
+                        "asks a browser to confirm large downloads, so fetch it by hand."),),
+    homepage=DEG_HOMEPAGE, license="see homepage: DeepEthogram is free for academic use (its license.txt)",
+    citation=DEG_CITATION, fps=None, behaviours=None, annotators=None, train_annotator=None, n_videos=None,
+    resize=None, flips=None, n_splits=None,
+    notes="Manual route: download the zip from the Google Drive link, unpack it, and copy each preset's "
+          "two checkpoints to data/pretrained/<DEG_f|DEG_m|DEG_s>/flow_generator.pt and "
+          "feature_extractor.pt (DEG_f: TinyMotionNet + ResNet18, DEG_m: MotionNet + ResNet50, DEG_s: "
+          "TinyMotionNet3D + 3D-ResNet34). deg.models.pretrained loads them (torch checkpoints with a "
+          "'state_dict'; the feature extractor's holds spatial_classifier.*, flow_classifier.*, "
+          "flow_generator.*). Without them every model starts from random weights.",
+)
+_RECORDS.append(PRETRAINED_RECORD)
+REGISTRY[PRETRAINED_RECORD.id] = PRETRAINED_RECORD

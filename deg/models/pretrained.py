@@ -285,7 +285,7 @@ def _looks_torchvision(source: dict[str, torch.Tensor]) -> bool:
     return "conv1.weight" in source and "layer1.0.conv1.weight" in source
 
 
-def maybe_load(model: nn.Module, path_or_none: str | os.PathLike | None, part: str | None = None,
+def maybe_load(model: nn.Module, path_or_none: str | os.PathLike | Mapping | None, part: str | None = None,
                trusted: bool = False) -> LoadReport:
     """Load pretrained weights if a file is given; otherwise log the one-line scratch notice.
 

@@ -4,9 +4,20 @@
 * :mod:`deg.train.clips`: frames in memory, clips with edge padding, samplers.
 * :mod:`deg.train.common`: the run context, seeds, precision, the validation F1.
 * :mod:`deg.train.flow`, :mod:`deg.train.feature`, :mod:`deg.train.sequence`: one module per stage.
+* :mod:`deg.train.keys`: what each stage's outputs depend on (its configuration key).
 
-:mod:`deg.pipeline` strings them together, with caching and provenance.
+:mod:`deg.pipeline` strings them together, with caching and provenance. The loop's names are
+loaded on first use, so that importing :mod:`deg.train.keys` (the workflow does, to decide what to
+recompute) does not import torch.
 """
-from deg.train.loop import FitResult, LoopConfig, Precision, fit
+from typing import Any
 
 __all__ = ["FitResult", "LoopConfig", "Precision", "fit"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from deg.train import loop
+
+        return getattr(loop, name)
+    raise AttributeError(f"module 'deg.train' has no attribute {name!r}")

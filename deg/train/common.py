@@ -1,7 +1,6 @@
 """What every training stage shares: the run context, seeds, precision, batches and the F1 metric."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -13,17 +12,8 @@ import torch
 from deg import paths
 from deg.augment import ClipAugmenter, Standardizer, channel_stats, to_float_clip
 from deg.train.clips import gather_clips, load_frames, to_device
+from deg.train.keys import pretrained_file, stage_seed  # noqa: F401  (torch-free, used by the keys)
 from deg.train.loop import Precision
-
-
-def stage_seed(seed: int, stage: str) -> int:
-    """A model-initialisation seed per stage, independent of the split seed and of other stages.
-
-    Each stage reseeds from it, so a stage's result does not depend on whether earlier stages
-    were trained in this process or loaded from the cache.
-    """
-    digest = hashlib.sha256(f"deg:{int(seed)}:{stage}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 def seed_everything(seed: int) -> tuple[np.random.Generator, torch.Generator]:
@@ -53,17 +43,6 @@ def choose_precision(device: torch.device, bf16: bool) -> Precision:
     if bf16 and cpu_supports_bf16():
         return Precision("cpu", torch.bfloat16)
     return Precision("cpu", None)
-
-
-def pretrained_file(preset: str, part: str) -> Path | None:
-    """A user-supplied pretrained checkpoint, ``<data>/pretrained/<preset>/<part>.pt``, if present.
-
-    ``part``: "flow_generator" or "feature_extractor" (DeepEthogram's Kinetics700 checkpoints or
-    torchvision-format ResNets; see :mod:`deg.models.pretrained`). Nothing is downloaded: without
-    a file the models start from random weights (a documented deviation from the paper).
-    """
-    path = paths.data_dir() / "pretrained" / preset / f"{part}.pt"
-    return path if path.exists() else None
 
 
 def load_pretrained(model: torch.nn.Module, preset: str, part: str) -> None:
@@ -106,6 +85,7 @@ class RunContext:
     precision: Precision
     seed: int
     progress: bool = True
+    flow_split: Any = None               # the split the flow generator trains on (None: ``split``)
     norm: dict[str, list[float]] | None = None   # {"mean": [3], "std": [3]} once known
     _frames: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
@@ -130,9 +110,17 @@ class RunContext:
     def lengths(self) -> dict[str, int]:
         return {v: len(a) for v, a in self.frames.items()}
 
+    @property
+    def flow_training_split(self) -> Any:
+        """The split whose videos train the flow generator: ``flow_split`` (a Figure 6 run's
+        parent split, the paper's "flow generator trained only once") or the run's own."""
+        return self.flow_split if self.flow_split is not None else self.split
+
     def compute_norm(self) -> dict[str, list[float]]:
-        """Channel mean/std of the training videos (paper: inputs standardised channel-wise)."""
-        mean, std = channel_stats([self.frames[v] for v in self.split.train], seed=self.seed)
+        """Channel mean/std of the flow generator's training videos (paper: inputs standardised
+        channel-wise); part of the flow stage, so every run sharing a flow generator shares it."""
+        split = self.flow_training_split
+        mean, std = channel_stats([self.frames[v] for v in split.train], seed=self.seed)
         self.norm = {"mean": mean, "std": std}
         return self.norm
 
@@ -173,6 +161,23 @@ class RunContext:
         """Positive and negative frame counts per behaviour (K,) over the training videos."""
         lab = np.concatenate([self.labels[v] for v in self.split.train])
         return (lab == 1).sum(axis=0).astype(np.float64), (lab == 0).sum(axis=0).astype(np.float64)
+
+
+def classification_loss(hparams: dict[str, Any], positives: np.ndarray, negatives: np.ndarray,
+                        device: torch.device | str = "cpu"):
+    """The feature extractors' and sequence models' loss with the run's constants (paper Methods,
+    "Loss functions"): weighted binary focal loss, ``pos_weight`` from the training set's counts
+    ((neg/pos)^``pos_weight_beta``), ``focal_gamma``, ``label_smoothing``. Returns
+    ``loss(logits, targets) -> scalar`` for logits (N, K) or (N, K, T)."""
+    from deg.losses import focal_loss, pos_weight_from_counts
+
+    pos_weight = pos_weight_from_counts(positives, negatives, beta=hparams["pos_weight_beta"]).to(device)
+    gamma, smoothing = float(hparams["focal_gamma"]), float(hparams["label_smoothing"])
+
+    def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return focal_loss(logits.float(), targets, pos_weight, gamma=gamma, smoothing=smoothing)
+
+    return loss
 
 
 def mean_f1(probs: np.ndarray, labels: np.ndarray) -> float:

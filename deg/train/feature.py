@@ -18,7 +18,8 @@ import torch
 
 from deg import io
 from deg.train.clips import FrameSampler
-from deg.train.common import RunContext, load_pretrained, mean_f1, prepare_model, seed_everything, stage_seed
+from deg.train.common import (RunContext, classification_loss, load_pretrained, mean_f1, prepare_model,
+                              seed_everything, stage_seed)
 from deg.train.loop import FitResult, LoopConfig, WeightPenalty, fit, load_best_weights
 
 STAGE = "feature"
@@ -49,20 +50,21 @@ def _forward(ctx: RunContext, flow_model, model, clip: torch.Tensor) -> dict[str
     return model(clip, flows.detach())
 
 
-def train(ctx: RunContext, stage_dir: Path, key: str, flow_model: torch.nn.Module) -> FitResult:
-    from deg.losses import focal_loss, pos_weight_from_counts
+def regulariser(model: torch.nn.Module, hparams: dict) -> WeightPenalty:
+    """L2-SP (``fe_l2sp_alpha``) towards the starting weights -- pretrained when supplied, else the
+    random initialisation -- and ``fe_l2sp_beta`` on the new output layers (towards zero)."""
+    reference = {k: v.detach().clone() for k, v in model.named_parameters()}
+    return WeightPenalty(model, alpha=hparams["fe_l2sp_alpha"], beta=hparams["fe_l2sp_beta"], reference=reference,
+                         new_names=model.new_parameter_names())
 
+
+def train(ctx: RunContext, stage_dir: Path, key: str, flow_model: torch.nn.Module) -> FitResult:
     np_rng, gen = seed_everything(stage_seed(ctx.seed, STAGE))
     model = build(ctx, pretrained=True)
     pos, neg = ctx.train_counts()
     model.init_output_bias(pos, neg)
-    h = ctx.hparams
-    # L2-SP reference: the starting weights (pretrained when supplied, else the random
-    # initialisation); the new output layers decay towards zero with beta.
-    reference = {k: v.detach().clone() for k, v in model.named_parameters()}
-    reg = WeightPenalty(model, alpha=h["fe_l2sp_alpha"], beta=h["fe_l2sp_beta"], reference=reference,
-               new_names=model.new_parameter_names())
-    pos_weight = pos_weight_from_counts(pos, neg, beta=h["pos_weight_beta"]).to(ctx.device)
+    reg = regulariser(model, ctx.hparams)
+    loss_fn = classification_loss(ctx.hparams, pos, neg, ctx.device)
 
     n = ctx.preset.n_flow_frames
     lengths = ctx.lengths()
@@ -79,9 +81,7 @@ def train(ctx: RunContext, stage_dir: Path, key: str, flow_model: torch.nn.Modul
         _, clip = ctx.clip_batch(videos, centers, n, augment, gen)
         out = _forward(ctx, flow_model, model, clip)
         targets = torch.from_numpy(ctx.label_rows(videos, centers)).float().to(ctx.device)
-        loss = focal_loss(out["logits"].float(), targets, pos_weight, gamma=h["focal_gamma"],
-                          smoothing=h["label_smoothing"])
-        return loss
+        return loss_fn(out["logits"], targets)
 
     def validate() -> float:
         probs = []

@@ -37,26 +37,29 @@ def loop_config(ctx: RunContext) -> LoopConfig:
                       lr=h["lr"], lr_factor=h["lr_factor"], lr_min=h["lr_min"], mode="min")
 
 
-def _reg(model: torch.nn.Module, ctx: RunContext):
-    """L2-SP towards the starting weights; a flow generator has no new weights (beta unused).
+def regulariser(model: torch.nn.Module, hparams: dict) -> WeightPenalty:
+    """L2-SP (``flow_l2sp_alpha``) towards the starting weights; a flow generator has no new
+    weights (beta unused).
 
     The starting weights are the pretrained ones when a checkpoint is supplied, else the random
     initialisation ("decay weights towards their initial values").
     """
     reference = {k: v.detach().clone() for k, v in model.named_parameters()}
-    return WeightPenalty(model, alpha=ctx.hparams["flow_l2sp_alpha"], beta=0.0, reference=reference)
+    return WeightPenalty(model, alpha=hparams["flow_l2sp_alpha"], beta=0.0, reference=reference)
 
 
 def train(ctx: RunContext, stage_dir: Path, key: str) -> FitResult:
-    from deg.losses import motionnet_loss
+    from deg.losses import MotionNetLossConfig, motionnet_loss
 
+    loss_config = MotionNetLossConfig.from_hparams(ctx.hparams)
     np_rng, gen = seed_everything(stage_seed(ctx.seed, STAGE))
     model = build(ctx, pretrained=True)
-    reg = _reg(model, ctx)
+    reg = regulariser(model, ctx.hparams)
     n = ctx.preset.n_flow_frames
     lengths = ctx.lengths()
-    sampler = FrameSampler(lengths, ctx.split.train, np_rng)
-    val_videos, val_centers = FrameSampler(lengths, ctx.split.val, np.random.default_rng(0)).spaced(
+    split = ctx.flow_training_split        # a Figure 6 run trains its parent split's flow generator
+    sampler = FrameSampler(lengths, split.train, np_rng)
+    val_videos, val_centers = FrameSampler(lengths, split.val, np.random.default_rng(0)).spaced(
         ctx.profile.val_batches * ctx.profile.flow_batch)
     augment = ctx.augmenter()
     batch = ctx.profile.flow_batch
@@ -67,7 +70,7 @@ def train(ctx: RunContext, stage_dir: Path, key: str) -> FitResult:
         flows = model(clip.contiguous())
         # The photometric/SSIM terms compare images in their natural [0, 1] range (SSIM's
         # constants assume it); the network itself sees standardised input.
-        total, _ = motionnet_loss(raw, [f.float() for f in flows], model.is_3d)
+        total, _ = motionnet_loss(raw, [f.float() for f in flows], loss_config, model.is_3d)
         return total
 
     def validate() -> float:
@@ -75,7 +78,7 @@ def train(ctx: RunContext, stage_dir: Path, key: str) -> FitResult:
         for start in range(0, len(val_centers), batch):
             v, c = val_videos[start:start + batch], val_centers[start:start + batch]
             raw, clip = ctx.clip_batch(v, c, n)
-            total, _ = motionnet_loss(raw, [f.float() for f in model(clip)], model.is_3d)
+            total, _ = motionnet_loss(raw, [f.float() for f in model(clip)], loss_config, model.is_3d)
             losses.append(float(total))
             weights.append(len(c))
         return float(np.average(losses, weights=weights))

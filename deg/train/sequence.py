@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from deg.train.clips import sample_windows, window
-from deg.train.common import RunContext, mean_f1, seed_everything, stage_seed
+from deg.train.common import RunContext, classification_loss, mean_f1, seed_everything, stage_seed
 from deg.train.loop import FitResult, LoopConfig, WeightPenalty, fit, load_best_weights
 
 STAGE = "sequence"
@@ -73,16 +73,18 @@ def predict(model: torch.nn.Module, x: np.ndarray, device: torch.device, precisi
     return np.concatenate(out).astype(np.float32)
 
 
-def train(ctx: RunContext, stage_dir: Path, key: str, features: dict[str, dict[str, np.ndarray]]) -> FitResult:
-    from deg.losses import focal_loss, pos_weight_from_counts
+def regulariser(model: torch.nn.Module, hparams: dict) -> WeightPenalty:
+    """Plain L2, ``sequence_l2_alpha`` (no pretrained reference): every decayed weight towards zero."""
+    return WeightPenalty(model, alpha=0.0, beta=hparams["sequence_l2_alpha"])
 
+
+def train(ctx: RunContext, stage_dir: Path, key: str, features: dict[str, dict[str, np.ndarray]]) -> FitResult:
     np_rng, _ = seed_everything(stage_seed(ctx.seed, STAGE))
     n_features = next(iter(features.values()))["x"].shape[1]
     model = build(ctx, n_features)
     pos, neg = ctx.train_counts()
     model.init_output_bias(pos, neg)
-    h = ctx.hparams
-    pos_weight = pos_weight_from_counts(pos, neg, beta=h["pos_weight_beta"]).to(ctx.device)
+    loss_fn = classification_loss(ctx.hparams, pos, neg, ctx.device)
     L, batch = ctx.profile.sequence_length, ctx.profile.sequence_batch
     lengths = {v: len(features[v]["x"]) for v in ctx.split.train}
     val_labels = np.concatenate([ctx.labels[v] for v in ctx.split.val])
@@ -94,15 +96,13 @@ def train(ctx: RunContext, stage_dir: Path, key: str, features: dict[str, dict[s
         x = torch.from_numpy(x).to(ctx.device).transpose(1, 2)                                # (B, D, L)
         y = torch.from_numpy(y).to(ctx.device).transpose(1, 2)                                # (B, K, L)
         # -1 (unlabelled or padding past the end of a video) carries no loss
-        loss = focal_loss(model(x).float(), y, pos_weight, gamma=h["focal_gamma"], smoothing=h["label_smoothing"])
-        return loss
+        return loss_fn(model(x), y)
 
     def validate() -> float:
         probs = np.concatenate([predict(model, features[v]["x"], ctx.device, ctx.precision) for v in ctx.split.val])
         return mean_f1(probs, val_labels)
 
-    # plain L2 (no pretrained reference): every decayed weight towards zero
-    reg = WeightPenalty(model, alpha=0.0, beta=h["sequence_l2_alpha"])
+    reg = regulariser(model, ctx.hparams)
     return fit(stage_dir, model, train_step, validate, loop_config(ctx), key=key, regulariser=reg,
                generators={"sampler": np_rng}, precision=ctx.precision,
                desc=f"{STAGE} {ctx.preset.sequence_model}", progress=ctx.progress)

@@ -15,7 +15,7 @@ PAPER_IDS = {"mouse_ventral1": "Mouse-Ventral1", "mouse_ventral2": "Mouse-Ventra
              "mouse_openfield": "Mouse-Openfield", "mouse_homecage": "Mouse-Homecage",
              "mouse_social": "Mouse-Social", "sturman_epm": "Sturman-EPM", "sturman_fst": "Sturman-FST",
              "sturman_oft": "Sturman-OFT", "fly": "Fly"}
-OTHER_IDS = {"rat_social", "dlc_openfield"}
+OTHER_IDS = {"rat_social", "dlc_openfield", "deg_pretrained"}
 SYNTHETIC_IDS = {"synthetic_tiny", "synthetic_openfield", "synthetic_distractor"}
 
 

@@ -5,7 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deg.losses import motionnet_loss
+from deg.losses import MotionNetLossConfig, motionnet_loss
+from deg.presets import HPARAMS
+
+LOSS = MotionNetLossConfig.from_hparams(HPARAMS)
 from deg.models.flow import (FLOW_GENERATORS, InputShapeError, build_flow_generator, channels_last, warp)
 
 from .conftest import PAPER_PARAMS, assert_all_grads, n_params, rel_err
@@ -109,7 +112,7 @@ def test_gradients_reach_every_parameter(generators, name):
     model = generators[name].train()
     model.zero_grad()
     clip = torch.randn(2, 3, 11, 16, 16)  # MotionNet's 1/32 map is 1 x 1: batch 2 keeps BatchNorm defined
-    total, parts = motionnet_loss(clip, model(clip), is_3d=model.is_3d)
+    total, parts = motionnet_loss(clip, model(clip), LOSS, is_3d=model.is_3d)
     total.backward()
     assert_all_grads(model)
     assert parts["total"] == pytest.approx(float(total.detach()))
@@ -211,7 +214,7 @@ def test_tinymotionnet_learns_a_known_translation():
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(80):
         clip, _ = _translating_textures(gen, 8)
-        loss, _ = motionnet_loss(clip, model((clip - 0.5) / 0.25))
+        loss, _ = motionnet_loss(clip, model((clip - 0.5) / 0.25), LOSS)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -168,3 +171,65 @@ def test_bad_files(tmp_path):
         load_torchvision_resnet(build_two_stream("resnet18", 2).flow, other)
     with pytest.raises(PretrainedError, match="holds no tensors"):
         read_state_dict({"epoch": 3})
+
+
+# --------------------------------------------------------------------------------------
+# The published DeepEthogram layout (names and shapes recorded from its model classes)
+# --------------------------------------------------------------------------------------
+# tests/models/data/deepethogram_published_layout.json.gz: {preset: {"flow_generator": {name: shape},
+# "feature_extractor": {name: shape}}}, recorded by instantiating the model classes of
+# github.com/jbohnslav/deepethogram at commit a77c77c with the arguments its configs use (11 input
+# images; get_cnn's Sequential(ResNet without fc, Linear) per stream, in_channels 3 / 20 (2D) or
+# 3 / 2 (3D), 700 Kinetics classes; HiddenTwoStream's spatial_classifier.* and flow_classifier.*;
+# its flow_generator.* copy is the flow generator's layout). Facts only: no code of it is here.
+PUBLISHED = Path(__file__).parent / "data" / "deepethogram_published_layout.json.gz"
+
+
+def _published(preset: str, part: str) -> dict[str, tuple[int, ...]]:
+    layout = json.loads(gzip.decompress(PUBLISHED.read_bytes()))
+    return {name: tuple(shape) for name, shape in layout[preset][part].items()}
+
+
+def _published_checkpoint(path: Path | None, preset: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A checkpoint of the published feature-extractor layout, as the authors' Lightning module
+    saved it ({"epoch", "state_dict": {"model.<name>": tensor}}), random values; written to
+    ``path`` when given (the large presets are passed in memory: the same reader, less disk)."""
+    shapes = dict(_published(preset, "feature_extractor"))
+    shapes.update({f"flow_generator.{k}": s for k, s in _published(preset, "flow_generator").items()})
+    # one distinct value per tensor: a tensor loaded into the wrong place shows (and it is cheap)
+    state = {k: (torch.zeros(s, dtype=torch.long) if k.endswith("num_batches_tracked")
+                 else torch.full(s, 1e-3 * (i + 1) + seed))
+             for i, (k, s) in enumerate(shapes.items())}
+    if path is not None:
+        torch.save({"epoch": 20, "state_dict": {f"model.{k}": v for k, v in state.items()}}, path)
+    return state
+
+
+@pytest.mark.parametrize("preset", ["DEG_f", "DEG_m", "DEG_s"])
+def test_published_feature_extractor_checkpoint_loads_completely(tmp_path, monkeypatch, preset):
+    """Every tensor of both published streams lands in the tensor of the same role here (checked
+    by value); only the 700-class Kinetics heads stay new (K = 3 behaviours here)."""
+    from deg.presets import get_preset
+
+    # the weights are overwritten by the load: skip the random initialisation of 50-130M weights
+    for init in ("kaiming_uniform_", "kaiming_normal_", "uniform_", "normal_", "constant_", "ones_", "zeros_"):
+        monkeypatch.setattr(torch.nn.init, init, lambda tensor, *args, **kwargs: tensor)
+    p = get_preset(preset)
+    on_disk = preset == "DEG_f"
+    state = _published_checkpoint(tmp_path / "fe.pt" if on_disk else None, preset)
+    model = build_two_stream(p.feature_extractor, n_classes=3, n_flow_frames=p.n_flow_frames - 1,
+                             n_rgb_frames=p.n_rgb_frames)
+    source = tmp_path / "fe.pt" if on_disk else {"epoch": 20, "state_dict": {f"model.{k}": v for k, v in state.items()}}
+    report = maybe_load(model, source, trusted=True)
+    heads = {"spatial.fc.weight", "spatial.fc.bias", "flow.fc.weight", "flow.fc.bias"}
+    assert set(report.missing) == heads and not report.adapted
+    assert len(report.loaded) == len(model.state_dict()) - len(heads)
+    ours = model.state_dict()
+    for stream, theirs in (("spatial", "spatial_classifier"), ("flow", "flow_classifier")):
+        published = {k[len(theirs) + 3:]: v for k, v in state.items() if k.startswith(f"{theirs}.0.")}
+        mine = {k[len(stream) + len(".backbone."):]: v for k, v in ours.items() if k.startswith(f"{stream}.backbone.")}
+        assert published.keys() >= mine.keys() - {"fc.weight", "fc.bias"}
+        for name in mine:
+            torch.testing.assert_close(mine[name], published[name].to(mine[name].dtype), msg=f"{stream} {name}")
+        # the published head is (700, features): the same feature width feeds ours
+        assert state[f"{theirs}.1.weight"].shape[1] == ours[f"{stream}.fc.weight"].shape[1]
