@@ -31,8 +31,12 @@ figures:         ## regenerate every figure: PROFILE=tiny|demo|paper, DATASETS="
 	$(SNAKE) --rerun-incomplete data_all
 	$(SNAKE) --rerun-incomplete
 
-data:            ## prepare the datasets of PROFILE (synthetic generation, downloads or mirror)
+data:            ## prepare the datasets of PROFILE; DATASET=id [FROM=archive_or_folder] prepares one
+ifdef DATASET
+	$(PY) -m deg.data.prepare $(DATASET) $(if $(FROM),--from "$(FROM)")
+else
 	$(SNAKE) --rerun-incomplete data_all
+endif
 
 bench:           ## inference frames/s and training steps/s of DEG_f/m/s -> results/bench.json
 	$(PY) -m deg.bench

@@ -12,13 +12,21 @@ by :func:`deg.data.labels.import_deg_project` for a user's DeepEthogram project)
       COMPLETE                     written last; a folder without it is unfinished
 
 Labels are (T, K) int8 matrices with ``background`` as column 0 and -1 for unlabelled frames.
+
+Every writer builds a dataset beside its final folder (:func:`build_aside`) and swaps it in only
+when it is complete (:func:`swap_in`), so a failed preparation or import leaves the previous
+dataset as it was and no partial folder.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -70,7 +78,7 @@ class Dataset:
             raise DatasetError(f"{meta_path}: malformed metadata ({exc})") from exc
         if ds.behaviours[:1] != ["background"]:
             raise DatasetError(f"{meta_path}: behaviours must start with 'background', got {ds.behaviours[:3]}")
-        if ds.train_annotator not in ds.annotators:
+        if ds.annotators and ds.train_annotator not in ds.annotators:   # video-only datasets have none
             raise DatasetError(f"{meta_path}: train_annotator {ds.train_annotator!r} not in {ds.annotators}")
         if ds.image_size is not None:
             ds.image_size = tuple(ds.image_size)
@@ -105,11 +113,10 @@ class Dataset:
         path = self.label_path(video, annotator)
         try:
             st = path.stat()
-            stamp = (st.st_size, st.st_mtime_ns)
-        except FileNotFoundError:
-            stamp = None                 # the reader raises, naming the file
-        # keyed by size and mtime too: a file rewritten while the process runs is read again
-        return _read_labels_cached(str(path), tuple(self.behaviours), stamp)
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)   # a swapped-in rebuild is a new file
+        except OSError:
+            stamp = (0, 0, 0)                                  # the reader reports the missing file
+        return _read_labels_cached(str(path), stamp, tuple(self.behaviours))
 
     def has_labels(self, video: str, annotator: str) -> bool:
         return self.label_path(video, annotator).exists()
@@ -147,8 +154,54 @@ def _read_pose_cached(path: str, mtime_ns: int, size: int, fps: float):
     return pose
 
 
+# ----------------------------------------------------------------- building aside
+@contextlib.contextmanager
+def build_aside(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty folder beside ``final`` to build a dataset in; swap it in on success.
+
+    The folder is ``<parent>/.tmp-<name>-XXXX`` (same file system, so the swap is a rename).
+    On an exception it is removed and ``final`` is untouched. A dataset built in it must write
+    its ``COMPLETE`` marker (``Dataset.save``) before the block ends; :func:`swap_in` refuses an
+    unfinished one.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    try:
+        yield tmp
+        swap_in(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+KEEP_ON_SWAP = ("raw",)     # downloads cached inside a dataset folder survive a rebuild
+
+
+def swap_in(built: str | os.PathLike, final: str | os.PathLike) -> Path:
+    """Replace ``final`` by the complete dataset folder ``built`` (two renames, no copying).
+
+    The old folder is renamed away first, the new one renamed into place, then the old one
+    deleted; ``raw/`` (cached downloads) moves from the old folder into the new one.
+    """
+    built, final = Path(built), Path(final)
+    if not (built / COMPLETE).exists() or not (built / "dataset.json").exists():
+        raise DatasetError(f"{built}: refusing to swap in an unfinished dataset (no {COMPLETE} marker)")
+    if not final.exists():
+        os.rename(built, final)
+        return final
+    for name in KEEP_ON_SWAP:
+        if (final / name).is_dir() and not (built / name).exists():
+            os.rename(final / name, built / name)
+    old = Path(tempfile.mkdtemp(prefix=f".old-{final.name}-", dir=final.parent))
+    os.rename(final, old / final.name)
+    os.rename(built, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
 @lru_cache(maxsize=256)
-def _read_labels_cached(path: str, behaviours: tuple[str, ...], stamp=None) -> np.ndarray:
+def _read_labels_cached(path: str, _stamp: tuple[int, int, int], behaviours: tuple[str, ...]) -> np.ndarray:
     from deg.data.labels import read_deg_labels
 
     matrix, names = read_deg_labels(path)

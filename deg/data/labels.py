@@ -231,6 +231,7 @@ class DegProject:
     videos: dict[str, Path | None] = field(default_factory=dict)
     labels: dict[str, Path] = field(default_factory=dict)
     fps: float | None = None                    # from the first readable video, if any
+    description: str = ""                       # project_config.yaml "project: description", if any
 
     @property
     def unlabelled(self) -> list[str]:
@@ -298,7 +299,8 @@ def read_deg_project(project_dir: str | os.PathLike) -> DegProject:
     data_dir = root / "DATA"
     if not data_dir.is_dir():
         raise LabelFormatError(f"{root}: no DATA/ folder")
-    result = DegProject(root=root, name=str(project.get("name") or root.name), behaviours=class_names)
+    result = DegProject(root=root, name=str(project.get("name") or root.name), behaviours=class_names,
+                        description=str(project.get("description") or project.get("notes") or "").strip())
     for folder in sorted(p for p in data_dir.iterdir() if p.is_dir()):
         result.videos[folder.name] = _find_video(folder)
         label_path = _find_labels(folder)
@@ -316,7 +318,7 @@ def read_deg_project(project_dir: str | os.PathLike) -> DegProject:
     return result
 
 
-def _place_video(src: Path, dest: Path) -> None:
+def place_video(src: Path, dest: Path) -> None:
     """Hard-link ``src`` to ``dest`` when possible (same file system, writable), else copy; atomic."""
     with io.atomic_path(dest) as tmp:
         tmp.unlink()
@@ -328,19 +330,82 @@ def _place_video(src: Path, dest: Path) -> None:
             shutil.copyfile(src, tmp)
 
 
+def decoded_frame_count(path: str | os.PathLike) -> tuple[int, int, str | None]:
+    """(frames that decode, frames the header declares (0 = unknown), the decode error or None).
+
+    Decodes every frame with PyAV: a cut file's header may declare more frames than are there
+    (an MP4 with its index first keeps declaring them), so only decoding tells.
+    """
+    import av
+
+    path = Path(path)
+    n, header, error = 0, 0, None
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            header = int(stream.frames or 0)
+            try:
+                for _ in container.decode(stream):
+                    n += 1
+            except av.error.FFmpegError as exc:
+                error = f"decoding stopped after frame {n}: {exc.strerror or exc}"
+    except (av.error.FFmpegError, IndexError) as exc:
+        raise LabelFormatError(f"{path}: cannot open video ({exc})") from exc
+    return n, header, error
+
+
+def _write_decodable_frames(src: Path, dest: Path, n_frames: int, fps: float) -> None:
+    """Re-encode the first ``n_frames`` decodable frames of a cut video into a whole MP4."""
+    import av
+
+    from deg.data import video as video_io
+
+    def frames():
+        with av.open(str(src)) as container:
+            stream = container.streams.video[0]
+            for i, frame in enumerate(container.decode(stream)):
+                yield frame.to_ndarray(format="rgb24")[None]     # chunks of (1, H, W, 3)
+                if i + 1 == n_frames:                           # stop before the damaged part
+                    return
+
+    video_io.write_video(dest, frames(), fps=fps)
+
+
 def import_deg_project(project_dir: str | os.PathLike, dest_root: str | os.PathLike,
-                       dataset_id: str | None = None, fps: float | None = None):
+                       dataset_id: str | None = None, fps: float | None = None, *,
+                       behaviours: Sequence[str] | None = None, image_size: tuple[int, int] | None = None,
+                       flips: tuple[bool, bool] | None = None, description: str | None = None,
+                       extra: dict | None = None):
     """Import a DeepEthogram project as a dataset in ``dest_root/<dataset_id>/``.
 
     ``dataset_id`` defaults to the project name. Labels go to ``labels/labeler/<video>.csv``; mp4
     videos are hard-linked (or copied) to ``videos/<video>.mp4``; other containers raise (transcode
-    them first). Unlabelled videos are placed too and listed in ``extra["unlabelled_videos"]``;
-    ``Dataset.videos`` holds the labelled ones. ``fps`` overrides the videos' own rate (needed
-    when the project has no video). Returns the saved :class:`deg.data.datasets.Dataset`.
+    them first). ``fps`` overrides the videos' own rate (needed when the project has no video).
+    A registry record's settings come in through ``behaviours`` (the project's class_names must
+    equal them), ``image_size`` (the paper's (H, W) resize), ``flips`` ((horizontal, vertical)
+    augmentation; default both), ``description`` and ``extra``; all are kept in dataset.json.
+
+    Checks, before anything is written under the final name:
+
+    * frame counts come from decoding each video, not from its header. A cut video (header:
+      90 frames, 60 decode) whose label file has the header's count is repaired: its decodable
+      frames are re-encoded and the first 60 label rows kept; a warning says so and
+      ``extra["repaired_videos"]`` records it. Any other count mismatch raises.
+    * labels whose video is missing are reported (a warning naming them), kept out of
+      ``Dataset.videos`` and listed in ``extra["labels_without_video"]``; unlabelled videos are
+      placed and listed in ``extra["unlabelled_videos"]``.
+
+    The dataset is built beside the old one and swapped in only when complete
+    (:func:`deg.data.datasets.build_aside`): a failed import leaves an existing dataset intact
+    and no partial folder. Returns the saved :class:`deg.data.datasets.Dataset`.
     """
-    from deg.data.datasets import COMPLETE, Dataset
+    from deg.data.datasets import Dataset, build_aside
 
     project = read_deg_project(project_dir)
+    if behaviours is not None and list(behaviours) != project.behaviours:
+        raise LabelFormatError(f"{project.root / 'project_config.yaml'}: class_names {project.behaviours} differ "
+                               f"from the dataset's behaviours {list(behaviours)}")
     for name, video in project.videos.items():
         if video is not None and video.suffix.lower() != ".mp4":
             raise LabelFormatError(f"{video}: only .mp4 videos are imported; transcode it first "
@@ -349,26 +414,56 @@ def import_deg_project(project_dir: str | os.PathLike, dest_root: str | os.PathL
     if rate is None:
         raise LabelFormatError(f"{project.root}: frame rate unknown (no readable video); pass fps=")
     dataset_id = dataset_id or re.sub(r"[^A-Za-z0-9_.-]+", "_", project.name)
-    root = Path(dest_root) / dataset_id
-    (root / COMPLETE).unlink(missing_ok=True)
-    for name, label_path in project.labels.items():
-        matrix, names = read_deg_labels(label_path)
-        video = project.videos[name]
-        if video is not None:
-            n_frames = _video_fps_and_frames(video)[1]
-            if n_frames and n_frames != len(matrix):
-                raise LabelFormatError(f"{label_path}: {len(matrix)} label rows but {video} has {n_frames} frames")
-        write_deg_labels(root / "labels" / "labeler" / f"{name}.csv", matrix, names)
-    for name, video in project.videos.items():
-        if video is not None:
-            _place_video(video, root / "videos" / f"{name}.mp4")
-    dataset = Dataset(
-        id=dataset_id, fps=float(rate), behaviours=list(project.behaviours), annotators=["labeler"],
-        train_annotator="labeler", videos=list(project.labels), synthetic=False, image_size=None,
-        description=f"imported from DeepEthogram project {project.name!r} ({project.root})",
-        extra={"source": "deepethogram_project", "unlabelled_videos": project.unlabelled}, root=root)
-    dataset.save()
-    return dataset
+    final = Path(dest_root) / dataset_id
+    without_video = [name for name in project.labels if project.videos.get(name) is None]
+    if without_video:
+        warnings.warn(f"{project.root}: label file(s) without a video, not used for training or evaluation: "
+                      + ", ".join(str(project.labels[n]) for n in without_video), LabelWarning, stacklevel=2)
+    if not set(project.labels) - set(without_video):
+        raise LabelFormatError(f"{project.root}: no labelled video to import (DATA/<video>/ needs both "
+                               "<video>.mp4 and <video>_labels.csv)")
+    repaired: dict[str, dict] = {}
+    with build_aside(final) as root:
+        for name, label_path in project.labels.items():
+            matrix, names = read_deg_labels(label_path)
+            video = project.videos[name]
+            if video is not None:
+                n_decoded, n_header, error = decoded_frame_count(video)
+                if n_decoded == 0:
+                    raise LabelFormatError(f"{video}: no frame decodes ({error or 'empty video stream'})")
+                if n_decoded != len(matrix):
+                    cut = error is not None or n_header > n_decoded
+                    if not (cut and len(matrix) > n_decoded):
+                        raise LabelFormatError(f"{label_path}: {len(matrix)} label rows but {video} has {n_decoded} "
+                                               f"frames (decoded; header: {n_header or 'unknown'})")
+                    warnings.warn(f"{video} is cut: its header declares {n_header} frames but only {n_decoded} "
+                                  f"decode; imported those {n_decoded} frames (re-encoded) and the first "
+                                  f"{n_decoded} of the {len(matrix)} rows of {label_path}", LabelWarning, stacklevel=2)
+                    repaired[name] = {"video": str(video), "header_frames": n_header, "decoded_frames": n_decoded,
+                                      "label_rows": len(matrix), "kept_label_rows": n_decoded,
+                                      "action": "decodable frames re-encoded, label rows past them dropped"}
+                    matrix = matrix[:n_decoded]
+                    _write_decodable_frames(video, root / "videos" / f"{name}.mp4", n_decoded, float(rate))
+            write_deg_labels(root / "labels" / "labeler" / f"{name}.csv", matrix, names)
+        for name, video in project.videos.items():
+            if video is not None and name not in repaired:
+                place_video(video, root / "videos" / f"{name}.mp4")
+        horizontal, vertical = flips if flips is not None else (True, True)
+        summary = f"imported from DeepEthogram project {project.name!r} ({project.root})"
+        if project.description:
+            summary += f": {project.description}"
+        dataset = Dataset(
+            id=dataset_id, fps=float(rate), behaviours=list(project.behaviours), annotators=["labeler"],
+            train_annotator="labeler", videos=[n for n in project.labels if n not in without_video],
+            synthetic=False, flips={"horizontal": bool(horizontal), "vertical": bool(vertical)},
+            image_size=tuple(image_size) if image_size else None,
+            description=description or summary,
+            extra={"source": "deepethogram_project", "project_root": str(project.root),
+                   "project_description": project.description, "unlabelled_videos": project.unlabelled,
+                   "labels_without_video": without_video, "repaired_videos": repaired, **(extra or {})},
+            root=root)
+        dataset.save()
+    return Dataset.load(final)
 
 
 # ============================================================================ Sturman intervals

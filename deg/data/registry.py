@@ -76,6 +76,9 @@ class DatasetRecord:
     notes: str = ""
     n_annotators: int | None = None             # when names are unknown but the count is not
     generator: str | None = None                # module that generates a synthetic dataset
+    # Length of every recording in seconds, where the dataset fixes one (Sturman: OFT and EPM
+    # 600 s, FST 360 s). Interval labels cover frames 0 .. round(recording_s * fps) - 1.
+    recording_s: float | None = None
 
     def file(self, name: str) -> RemoteFile:
         for remote in self.files:
@@ -101,6 +104,9 @@ class DatasetRecord:
 # Shared constants
 # --------------------------------------------------------------------------------------
 DEG_HOMEPAGE = "https://github.com/jbohnslav/deepethogram"
+# The authors' datasets: the Dropbox folder linked from the DeepEthogram README. It is a folder
+# page, not a file: per-dataset archive names are not published, so records hold no file URL.
+DEG_DATA_ORIGIN = "https://www.dropbox.com/sh/3lilfob0sz21och/AABv8o8KhhRQhYCMNu0ilR8wa?dl=0"
 DEG_CITATION = ("Bohnslav JP, Wimalasena NK, Clausing KJ, Dai YY, Yarmolinsky DA, Cruz T, Kashlan AD, "
                 "Chiappe ME, Orefice LL, Woolf CJ, Harvey CD (2021). DeepEthogram, a machine learning "
                 "pipeline for supervised behavior classification from raw pixels. eLife 10:e63377. "
@@ -135,7 +141,8 @@ def _placeholder(dataset_id: str, homepage: str, what: str, role: str = "archive
         name=name, url=None, extract=True, role=role, homepage=homepage,
         note=(f"{_UNKNOWN_URL} ({homepage}). {what} Its file names and format are not known here; "
               f"a mirror may supply it as <DEG_DATA_MIRROR>/{dataset_id}/{name} (a .zip or .tar.gz "
-              "archive, detected by content)."),
+              f"archive, detected by content), or `make data DATASET={dataset_id} FROM=<archive or "
+              "folder>` imports a copy obtained by hand."),
     )
 
 
@@ -143,8 +150,11 @@ def _deg_record(id: str, paper_name: str, *, fps: float | None, n_videos: int, r
                 n_annotators: int, notes: str, behaviours: tuple[str, ...] | None = None) -> DatasetRecord:
     return DatasetRecord(
         id=id, title=f"{paper_name} (Bohnslav et al. 2021)", kind="video", paper_name=paper_name,
-        files=(_placeholder(id, DEG_HOMEPAGE, "Videos and per-frame labels of the DeepEthogram "
-                            "paper are linked from the project README."),),
+        files=(_placeholder(id, DEG_DATA_ORIGIN, "Videos and per-frame labels of the DeepEthogram "
+                            "paper: the Dropbox folder linked from the project README "
+                            f"({DEG_HOMEPAGE}). The archive holds one DeepEthogram project "
+                            "(project_config.yaml and DATA/<video>/{<video>.mp4, "
+                            "<video>_labels.csv}), as a folder or zipped/tarred."),),
         homepage=DEG_HOMEPAGE, license=DEG_LICENSE, citation=DEG_CITATION, fps=fps,
         behaviours=behaviours, annotators=None, train_annotator=None, n_videos=n_videos,
         resize=resize, flips=flips, n_splits=5, n_annotators=n_annotators,
@@ -217,7 +227,7 @@ _RECORDS += [
         behaviours=("background", "Head Dip", "Grooming", "Protected Stretch", "Rearing",
                     "Unprotected Stretch"),
         annotators=("Jin", "Oliver", "Sian"), train_annotator=HPARAMS["train_annotator_sturman"],
-        n_videos=5, resize=(256, 256), flips=(True, True), n_splits=3,
+        n_videos=5, resize=(256, 256), flips=(True, True), n_splits=3, recording_s=600.0,
         notes="Only three of the five videos contain every behaviour, hence three splits (paper). "
               "Videos: Zenodo 3608658, file names unknown here.",
     ),
@@ -226,9 +236,10 @@ _RECORDS += [
         paper_name="Sturman-FST",
         files=(
             RemoteFile("AllFSTLables.csv", STURMAN_RAW + "data/FST/Lables/AllFSTLables.csv",
-                       "94aeb39d8c6973c04e229200f604b47d1d38b8dfa94236be19448f749e8625fd", None,
-                       note="';'-separated intervals in seconds (note the 'Lables' folder); no "
-                            "copy in shared data, so the sha256 is not re-checked here",
+                       "94aeb39d8c6973c04e229200f604b47d1d38b8dfa94236be19448f749e8625fd", 54757,
+                       note="';'-separated intervals in seconds (note the 'Lables' folder); 54,757 "
+                            "bytes at the pinned commit; no copy in shared data, so the sha256 is not "
+                            "re-checked by the tests",
                        role="labels"),
             _sturman_videos("sturman_fst"),
         ),
@@ -236,9 +247,10 @@ _RECORDS += [
         behaviours=("background", "Floating"),
         annotators=("Jin", "Oliver", "Schlappi", "Rebecca"),
         train_annotator=HPARAMS["train_annotator_sturman"],
-        n_videos=10, resize=(224, 448), flips=(False, False), n_splits=5,
+        n_videos=10, resize=(224, 448), flips=(False, False), n_splits=5, recording_s=360.0,
         notes="10 recordings, each a top and a side view, cropped to 224x224 each and concatenated "
-              "horizontally (448 wide x 224 high); no flips (paper). Behaviours and annotators are "
+              "horizontally (448 wide x 224 high); no flips (paper). 6-minute recordings (360 s = 9,000 "
+              "frames at 25 fps). Behaviours and annotators are "
               "UNVERIFIED: read from another commit of the label file (types 'Floating' plus "
               "Start/End markers; Experimenter column Jin, Oliver, Schlappi, Rebecca).",
     ),
@@ -262,7 +274,7 @@ _RECORDS += [
         citation=STURMAN_CITATION, fps=STURMAN_FPS,
         behaviours=("background", "Supported", "Unsupported", "Grooming"),
         annotators=("FA", "Jin", "OS"), train_annotator=HPARAMS["train_annotator_sturman"],
-        n_videos=20, resize=(256, 256), flips=(True, True), n_splits=5,
+        n_videos=20, resize=(256, 256), flips=(True, True), n_splits=5, recording_s=600.0,
         notes="Unsupported = rearing. The label file also has a rare 'Jumping' type (16 intervals "
               "over all annotators; for Jin in only 2 of the 20 videos), which cannot be in every "
               "subset of a train/validation/test split, so it is not listed here: drop it when "
@@ -318,6 +330,50 @@ _RAT_ANNOT: dict[int, tuple[str, int]] = {
     40: ("a72f281788bdae797d66e5f75dc48b749c76d463df9741ea720e57bfc098e728", 4299),
 }
 _RAT_DLC_SUFFIX = "DLC_dlcrnetms5_DLC_ratJan24shuffle1_5000_el_filtered.csv"
+# sha256 and size of the pose CSVs 1..40: computed from the gunzipped copies in
+# ../shared/data/rat_social/dlc_csv/*.csv.gz, which are the origin files compressed unchanged.
+_RAT_DLC: dict[int, tuple[str, int]] = {
+    1: ("82f78b08f54610c8a3872627d207690e306e39e12e7fb920ed10fd2b7855bacb", 3409163),
+    2: ("55a54e37a57f21e475200621e65040762c7a405d5d2cb589cd3e64939f4256b9", 3590941),
+    3: ("cc594f665fc72e8739c6363a0d0ec03ab62a940f565731cbb4c081b8240fad94", 3922820),
+    4: ("83929d4108092ff55318ca8afef0ff1c67de6a7fc509ce11d047a9f655c7ec04", 3619122),
+    5: ("5d4ef5967b2053a19fb5dd0c934657ff63c82c4d299f7a72a26873268f4e11ca", 2903556),
+    6: ("6389aa3b8a4da3a792ad8c9b8965afce7474050cf685fb2417a8c0dae4ef8f9a", 3414741),
+    7: ("7bc0791fb5151a7e612018c77fd6323e213f9cbd25c9675404d9f26b56d46805", 3684465),
+    8: ("9382c2576fc4a575a8cd45262a266c1b86b597846acdce21a411c5a12dbb00f1", 3792074),
+    9: ("cd8487747e3daac17d358674ac1ed4676216880136e2f62d8a2699e1a04c097e", 3536009),
+    10: ("3dee5d5403caef281dcf7aa17ac493e68d13d836f8a65bccf985f23652534752", 3631303),
+    11: ("515f79b64d4285114995db4543444c4b1476e95a1c218a5441edb1516bea9b35", 3735909),
+    12: ("1f6dae5c6e1605491e6a1cf0780e6bc5e4ec47893ec7bf438c121d12b1b06f48", 3330815),
+    13: ("80777f0fc8ceba3ec09d2b5fa27c87df87efe1182a21e55517706975c338f099", 3231350),
+    14: ("736320b06681e2bcd88257c1fc18dae3353a669341fe4a5a393b5e5da62d10e6", 3524913),
+    15: ("62c88b1c73e1e66b7e03b73ac72f60edb6a60980a08bd7a865c8b8a75e887808", 3566938),
+    16: ("18968431779157b453d9a1801e84e6c02f58abb697b29be9482a01a547be8f3b", 3634170),
+    17: ("521924fa9800518e710ac4cd3d81dd460771ef39ada6913c1aeb91337410d8ec", 3758860),
+    18: ("faa01e79e61d4a259b11a8a2cbce5a0b37012571a4654083507af19d8dba97a5", 3081960),
+    19: ("bde8466331382f27b54d65fadc0cd11752d238791a2d425567a2163f3d8d04ee", 3197106),
+    20: ("79d3e9e2da33444d846d98c938acac9c81c943e97cb31c5cdc69f2d50d2d1923", 3321750),
+    21: ("02048758a77b7acc4e97c2efe55ff2cacba9642264c9401ae4d5fe33a247e6a3", 3516420),
+    22: ("6c25374f3414fd3f4ade18301916dccfa7b724532491f51df3c8e8d2bff9ffc4", 3793486),
+    23: ("baebff7ea77dfa58f19ff54eb5ea8c159db5c8706724a99a7525b4deaf763782", 3432924),
+    24: ("752e317ccd5643858e6191bb98bdc9193dbe4f071db0dbf923313cfbf48d3652", 2811900),
+    25: ("a919776997c1abe8ad698f86abf52d5f191bdf5998b1c961459fe6c9d533a174", 3392554),
+    26: ("d4a8a8e722c79c547ae44003d0e7b8788029d0e6608b9bcc7ba029a6fb4afa7d", 3568895),
+    27: ("8d309e0b010d46380a55be34557d990aae009ae003d60a000c03c10a722cce25", 3487740),
+    28: ("f7196414567eaf557b55bad6fa9f20b55488f3c3f556937f6a7faa2baebfb674", 3378093),
+    29: ("4ba5dd6f685e3d04c9c97a11c56fecc4da0f6e4fe8361900b20d9cc8eb8ed554", 3381212),
+    30: ("51eba825c3d02a8bc3e030f10d0d8243da1d708903ebfa52ce7905191e2cad5e", 3345202),
+    31: ("9b5748dd2662a626bb1dedd44c9ef2031908f6513fce9c65d8d6e85bc17f4977", 3412367),
+    32: ("849dea891b5eced1c17024374e6d88dd4f9d253f0b9124668d1f754366c4e15c", 3070342),
+    33: ("add9528c115a3ae8a9f4b742c5a5e804b4793ea0769e8b43e1baa030fb30cfbd", 3780114),
+    34: ("cb11f19550ffd92a8c8fa4c9e4648d630194810b0edd2b879010be4d8b250f1e", 3447564),
+    35: ("4c62716e251557173d10ad7a14e82788a162335e33d0d53be08903609502a2e9", 3665600),
+    36: ("60b7eeb05f80d3d3c0f8f8baa3908fa3dd5fded4ee2dd169452e093a452bfd5b", 3703151),
+    37: ("e8d77bb9e67a7319895252ab046a0127c6fff769f5352ace5d4ba8826d12f5fb", 4015454),
+    38: ("165b84caf9c7ec926ff11b0f841d27f38d1c222f0225d1d08dffcfdfa2c22898", 3523098),
+    39: ("865f4cb4ce85da62ad54510f76ca46f0ba1249c6f88cf8cd6580bd61376e84da", 3432552),
+    40: ("65928282a134b820dce984a420769965a8d2e2198a7304c5a02a419f8d4edb6f", 3355151),
+}
 
 
 def _rat_files() -> tuple[RemoteFile, ...]:
@@ -327,11 +383,11 @@ def _rat_files() -> tuple[RemoteFile, ...]:
         files.append(RemoteFile(name, RAT_RAW + "annotations/" + name, sha, size, role="labels",
                                 note="Caltech Behavior Annotator file; S1/S2 label streams",
                                 shared=f"rat_social/annotations/{name}"))
-    for i in _RAT_ANNOT:
+    for i, (sha, size) in _RAT_DLC.items():
         name = f"{i}{_RAT_DLC_SUFFIX}"
-        files.append(RemoteFile(name, RAT_RAW + "dlc_csv/" + name, None, None, role="pose",
-                                note="sha256 unknown: the shared copy is gzip-compressed, so its "
-                                     "checksum differs from the origin's",
+        files.append(RemoteFile(name, RAT_RAW + "dlc_csv/" + name, sha, size, role="pose",
+                                note="DeepLabCut multi-animal CSV; sha256 and size of the uncompressed "
+                                     "file (the shared copy is gzip-compressed)",
                                 shared=f"rat_social/dlc_csv/{name}.gz"))
     return tuple(files)
 

@@ -255,35 +255,51 @@ def test_checksum_mismatch_from_local_folder(tmp_path, bad_mirror):
 
 def test_unknown_origin_without_mirror(tmp_path, monkeypatch):
     monkeypatch.delenv(download.MIRROR_ENV, raising=False)
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(download.UnavailableError) as info:
         fetch("mouse_ventral1", tmp_path, **FAST)
     message = str(info.value)
     assert "DEG_DATA_MIRROR" in message and "unknown URL" in message
-    assert "https://github.com/jbohnslav/deepethogram" in message and "mouse_ventral1.zip" in message
+    assert registry.DEG_DATA_ORIGIN in message and "mouse_ventral1.zip" in message
+    assert "make data DATASET=mouse_ventral1 FROM=" in message
     with pytest.raises(DownloadError, match="zenodo.3608658"):      # per-file homepage
         fetch("sturman_oft", tmp_path, files=["sturman_oft.zip"], **FAST)
+
+
+def _dead_port() -> int:
+    with socket.socket() as sock:                          # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _with_origin(dataset_id: str, base: str, names=None) -> registry.DatasetRecord:
+    """The registry record with the origin URL of its files (or of ``names``) moved to ``base``."""
+    record = registry.get(dataset_id)
+    files = tuple(dataclasses.replace(f, url=f"{base}/{f.name}") if f.url and (names is None or f.name in names)
+                  else f for f in record.files)
+    return dataclasses.replace(record, files=files)
 
 
 def test_http_404_names_url_and_is_not_retried(tmp_path, serve):
     (tmp_path / "empty").mkdir()
     url = serve(tmp_path / "empty")
+    record = _with_origin("sturman_epm", url)
     with pytest.raises(DownloadError) as info:
-        fetch("sturman_epm", tmp_path / "raw", files=[EPM], mirror=url, progress=False, retries=3,
-              backoff=0.0)
-    assert f"{url}/sturman_epm/{EPM}" in str(info.value) and "404" in str(info.value)
+        fetch(record, tmp_path / "raw", files=[EPM], mirror="", progress=False, retries=3, backoff=0.0)
+    assert f"{url}/{EPM}" in str(info.value) and "404" in str(info.value)
     assert len(serve.handler.requests) == 1
 
 
-def test_missing_in_local_mirror(tmp_path):
-    with pytest.raises(DownloadError, match=f"sturman_epm/{EPM}.*not found in the mirror folder"):
-        fetch("sturman_epm", tmp_path / "raw", files=[EPM], mirror=tmp_path / "nothing", **FAST)
+def test_missing_in_local_mirror_and_at_origin_names_both(tmp_path):
+    origin = f"http://127.0.0.1:{_dead_port()}"
+    with pytest.raises(DownloadError) as info:
+        fetch(_with_origin("sturman_epm", origin), tmp_path / "raw", files=[EPM], mirror=tmp_path / "nothing", **FAST)
+    message = str(info.value)
+    assert f"sturman_epm/{EPM}: not found in the mirror folder" in message and "both attempts failed" in message
+    assert f"{origin}/{EPM}" in message
 
 
 def test_network_down_retries_then_names_url(tmp_path):
-    with socket.socket() as sock:                          # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{_dead_port()}"
     with pytest.raises(DownloadError) as info:
         fetch("sturman_epm", tmp_path, files=[EPM], mirror=url, progress=False, retries=2, backoff=0.0)
     assert f"{url}/sturman_epm/{EPM}" in str(info.value) and "3 attempt(s)" in str(info.value)
@@ -361,3 +377,205 @@ def test_build_local_mirror_decompresses_rat_pose(tmp_path, shared_data):
     out = fetch("rat_social", tmp_path / "raw", files=[annot, pose], mirror=root, **FAST)
     assert _sha(out[annot]) == rat.file(annot).sha256
     assert os.path.getsize(out[pose]) > 1_000_000
+
+
+# --------------------------------------------------------------------------------------
+# What arrived: HTML pages, bodies cut short, re-validation, mirror fallback, partial fetch
+# --------------------------------------------------------------------------------------
+LOGIN_PAGE = (b"<!DOCTYPE html>\n<html><head><title>Sign in - Dropbox</title></head>"
+              b"<body><form>email, password</form></body></html>\n")
+
+
+class BodyHandler(_Quiet, BaseHTTPRequestHandler):
+    """Answers every GET with ``body``: as given, without Content-Length, or chunked."""
+
+    body: bytes = b""
+    content_type: str = "text/csv"
+    framing: str = "length"            # "length", "close" (no Content-Length: ends when the server hangs up), "chunked"
+    requests: list = []
+
+    def do_GET(self):
+        cls = type(self)
+        cls.requests.append((self.path, dict(self.headers)))
+        if cls.framing == "close":
+            self.protocol_version = "HTTP/1.0"
+        else:
+            self.protocol_version = "HTTP/1.1"
+        self.send_response(200)
+        self.send_header("Content-Type", cls.content_type)
+        if cls.framing == "length":
+            self.send_header("Content-Length", str(len(cls.body)))
+        elif cls.framing == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        if cls.framing == "chunked":
+            for i in range(0, len(cls.body), 50_000):
+                piece = cls.body[i:i + 50_000]
+                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.wfile.write(cls.body)
+        self.close_connection = True
+
+
+def _one_file_record(name: str, url: str, sha256=None, size=None) -> registry.DatasetRecord:
+    remote = RemoteFile(name, url, sha256, size, role="labels")
+    return dataclasses.replace(registry.get("sturman_epm"), id="custom", files=(remote,))
+
+
+@pytest.mark.parametrize("content_type", ["text/html; charset=utf-8", "text/csv"])
+def test_html_page_is_rejected(tmp_path, serve, content_type):
+    url = serve(tmp_path, BodyHandler, body=LOGIN_PAGE, content_type=content_type)
+    dest = tmp_path / "raw"
+    with pytest.raises(download.ContentError) as info:
+        fetch(_one_file_record("labels.csv", f"{url}/labels.csv"), dest, mirror="", **FAST)
+    message = str(info.value)
+    assert f"got an HTML page from {url}/labels.csv instead of a CSV table" in message
+    assert "Sign in - Dropbox" in message
+    assert _leftovers(dest) == []                         # neither the final name nor a .part
+
+
+@pytest.fixture
+def rat_pose(shared_data):
+    """(registry record, the real uncompressed bytes) of rat_social's first pose CSV."""
+    rat = registry.get("rat_social")
+    remote = rat.file(rat.file_names("pose")[0])
+    import gzip
+    return rat, remote, gzip.decompress((shared_data / remote.shared).read_bytes())
+
+
+def _cut_at_line(data: bytes, fraction: float) -> bytes:
+    return data[: data.rindex(b"\n", 0, int(len(data) * fraction)) + 1]
+
+
+def test_body_cut_without_content_length_is_rejected(tmp_path, serve, rat_pose):
+    rat, remote, data = rat_pose
+    cut = _cut_at_line(data, 0.34)                    # a CSV still parses: only completeness checks catch it
+    url = serve(tmp_path, BodyHandler, body=cut, framing="close")
+    dest = tmp_path / "raw"
+    # The rat pose CSV has a known size and sha256 (filled from the shared copy): refused.
+    record = _with_origin("rat_social", url, names=[remote.name])
+    with pytest.raises(ChecksumError, match=f"expected {remote.size} bytes, got {len(cut)}|sha256 mismatch"):
+        fetch(record, dest, files=[remote.name], mirror="", **FAST)
+    assert _leftovers(dest) == []
+    # Without a known size either, a close-delimited body cannot be proven whole: refused too.
+    with pytest.raises(DownloadError, match="neither a Content-Length nor chunked encoding"):
+        fetch(_one_file_record("pose.csv", f"{url}/pose.csv"), dest, mirror="", **FAST)
+    assert _leftovers(dest) == []
+    # A later fetch does not find a short copy under the final name to return without a request.
+    n = len(serve.handler.requests)
+    with pytest.raises(DownloadError):
+        fetch(_one_file_record("pose.csv", f"{url}/pose.csv"), dest, mirror="", **FAST)
+    assert len(serve.handler.requests) == n + 1
+
+
+def test_chunked_body_is_framed_and_accepted(tmp_path, serve, rat_pose):
+    _, remote, data = rat_pose
+    url = serve(tmp_path, BodyHandler, body=data, framing="chunked")
+    out = fetch(_one_file_record("pose.csv", f"{url}/pose.csv"), tmp_path / "raw", mirror="", **FAST)
+    assert out["pose.csv"].read_bytes() == data
+
+
+def test_existing_bad_copy_is_revalidated_not_trusted(tmp_path, serve, shared_data):
+    real = (shared_data / "sturman" / "EPM" / EPM).read_bytes()
+    url = serve(tmp_path, BodyHandler, body=real)
+    record = _one_file_record("labels.csv", f"{url}/labels.csv")     # no checksum known
+    dest = tmp_path / "raw"
+    dest.mkdir()
+    (dest / "labels.csv").write_bytes(LOGIN_PAGE)                     # what an old downloader kept
+    out = fetch(record, dest, mirror="", **FAST)
+    assert out["labels.csv"].read_bytes() == real and len(serve.handler.requests) == 1
+    fetch(record, dest, mirror="", **FAST)                            # now valid: no new request
+    assert len(serve.handler.requests) == 1
+
+
+def test_mirror_fallback_to_origin(tmp_path, mirror, serve, shared_data):
+    # A mirror holding only the label file; the pose files come from their (local) origin.
+    only_labels = tmp_path / "partial_mirror"
+    (only_labels / "sturman_oft").mkdir(parents=True)
+    shutil.copyfile(mirror / "sturman_oft" / OFT, only_labels / "sturman_oft" / OFT)
+    mirror_url = serve(only_labels)
+    mirror_requests = serve.handler
+    origin_url = serve(shared_data / "sturman_pose_oft")
+    origin_requests = serve.handler
+    record = _with_origin("sturman_oft", origin_url, names=registry.get("sturman_oft").file_names("pose"))
+    wanted = record.file_names("labels") + record.file_names("pose")
+    out = fetch(record, tmp_path / "raw", files=wanted, mirror=mirror_url, **FAST)
+    for name in wanted:
+        assert _sha(out[name]) == record.file(name).sha256
+    assert [p for p, _ in mirror_requests.requests] == [f"/sturman_oft/{n}" for n in wanted]
+    assert sorted(p for p, _ in origin_requests.requests) == sorted(f"/{n}" for n in record.file_names("pose"))
+    # A mirror answering with an HTML "not found" page counts as absent too.
+    html_mirror = serve(tmp_path, BodyHandler, body=LOGIN_PAGE, content_type="text/html")
+    out = fetch(record, tmp_path / "raw2", files=record.file_names("pose")[:1], mirror=html_mirror, **FAST)
+    assert _sha(next(iter(out.values()))) == record.file(record.file_names("pose")[0]).sha256
+    # Absent from the mirror and unreachable at the origin: the error names both attempts.
+    dead = f"http://127.0.0.1:{_dead_port()}"
+    with pytest.raises(DownloadError) as info:
+        fetch(_with_origin("sturman_oft", dead), tmp_path / "raw3", files=record.file_names("pose")[:1],
+              mirror=mirror_url, **FAST)
+    message = str(info.value)
+    assert f"{mirror_url}/sturman_oft/{record.file_names('pose')[0]}: HTTP 404" in message
+    assert f"{dead}/{record.file_names('pose')[0]}" in message and "both attempts failed" in message
+
+
+def test_partial_fetch_reports_the_placeholders(tmp_path, mirror):
+    with pytest.warns(UserWarning, match="could not fetch the placeholder.*sturman_oft.zip"):
+        out = fetch("sturman_oft", tmp_path / "raw", mirror=mirror, **FAST)
+    record = registry.get("sturman_oft")
+    assert sorted(out) == sorted(record.file_names("labels") + record.file_names("pose"))
+    assert list(out.missing) == ["sturman_oft.zip"] and "zenodo.3608658" in out.missing["sturman_oft.zip"]
+    # Only the placeholder selected: nothing can come, so that is an error.
+    with pytest.raises(download.UnavailableError, match="zenodo.3608658"):
+        fetch("sturman_oft", tmp_path / "raw", files=["sturman_oft.zip"], mirror=mirror, **FAST)
+
+
+def test_registry_checksums_match_the_shared_files(shared_data):
+    import gzip
+    checked = 0
+    for record in registry.records():
+        for remote in record.files:
+            if remote.shared is None:
+                continue
+            assert remote.sha256 and remote.size, f"{record.id}/{remote.name}: checksum or size missing"
+            data = (shared_data / remote.shared).read_bytes()
+            if remote.shared.endswith(".gz") and not remote.name.endswith(".gz"):
+                data = gzip.decompress(data)
+            assert (hashlib.sha256(data).hexdigest(), len(data)) == (remote.sha256, remote.size), remote.name
+            checked += 1
+    assert checked >= 85        # 80 rat files, 2 Sturman label files, 2 pose excerpts, 1 video
+    assert registry.get("sturman_fst").file("AllFSTLables.csv").size == 54_757
+
+
+@pytest.mark.parametrize("relative", [
+    "videos/dlc_openfield_m3v1.mp4",                       # H.264 MP4
+    "mabe22/EGS8X2MN4SSUGFWAV976.h5",                      # pandas/PyTables HDF5
+    "behaviordepot/demo2/hB_demo2_manual_annotations.mat",  # MATLAB v5
+    "behaviordepot/demo1/hB_demo1_manual_annotations.mat.mat",  # MATLAB v7.3 (HDF5)
+    "sturman/EPM/AllEPMLables.csv",
+    "rat_social/dlc_csv/1DLC_dlcrnetms5_DLC_ratJan24shuffle1_5000_el_filtered.csv.gz",
+    "bundle.zip", "bundle.tar.gz",
+])
+def test_content_checks_accept_real_files_and_refuse_cut_ones(tmp_path, shared_data, relative):
+    from deg.data import filecheck
+
+    if relative.startswith("bundle"):
+        source = tmp_path / relative
+        real = shared_data / "sturman" / "OFT" / OFT
+        if relative.endswith(".zip"):
+            with zipfile.ZipFile(source, "w", zipfile.ZIP_DEFLATED) as zf:
+                zf.write(real, "project/labels.csv")
+        else:
+            with tarfile.open(source, "w:gz") as tf:
+                tf.add(real, "project/labels.csv")
+    else:
+        source = shared_data / relative
+    name = Path(relative).name
+    good = tmp_path / ("good_" + name)
+    shutil.copyfile(source, good)
+    filecheck.validate_content(good, name)                            # the real file passes
+    data = source.read_bytes()
+    cut = tmp_path / ("cut_" + name)
+    cut.write_bytes(data[: len(data) // 2] if not name.endswith(".csv") else data[: len(data) // 2 + 7])
+    with pytest.raises(filecheck.ContentError, match=str(cut)):
+        filecheck.validate_content(cut, name)
