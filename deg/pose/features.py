@@ -106,14 +106,15 @@ SKELETONS: dict[str, Skeleton] = {
                    (("left_forepaw", "right_forepaw"),), (("left_hindpaw", "right_hindpaw"),)),
         polygon=("nose", "right_forepaw", "right_hindpaw", "tailbase", "left_hindpaw", "left_forepaw"),
         description="the paper's 7 points (Methods, Keypoint-based classification): 44 features"),
-    # The synthetic generator's animal: nose, head, body centre, tail base, tail tip.
-    "synthetic": Skeleton(
-        "synthetic", points=("nose", "head", "body", "tailbase", "tailtip"), front="nose", back="tailbase",
-        centroid=("body",),
-        angles=(("tailtip", "tailbase", "nose"), ("nose", "head", "body"), ("head", "body", "tailbase")),
-        distances=((("nose", "tailbase"),), (("tailbase", "tailtip"),), (("nose", "head"),), (("head", "body"),),
-                   (("nose", "tailtip"),)),
-        polygon=("nose", "head", "body", "tailbase"),
+    # The synthetic generator's animal (deg.data.synthetic.POSE_POINTS).
+    "synthetic_mouse5": Skeleton(
+        "synthetic_mouse5", points=("nose", "head", "body_centre", "tail_base", "tail_tip"), front="nose",
+        back="tail_base", centroid=("body_centre",),
+        angles=(("tail_tip", "tail_base", "nose"), ("nose", "head", "body_centre"),
+                ("head", "body_centre", "tail_base")),
+        distances=((("nose", "tail_base"),), (("tail_base", "tail_tip"),), (("nose", "head"),),
+                   (("head", "body_centre"),), (("nose", "tail_tip"),)),
+        polygon=("nose", "head", "body_centre", "tail_base"),
         description="synthetic animal, 5 points"),
     # rat_social: two rats, 5 points each along the midline.
     "rat_social": Skeleton(
@@ -195,8 +196,13 @@ def interpolate(pose: np.ndarray, points: Sequence[str], min_likelihood: float) 
     return interpolate_low_confidence(kp, min_likelihood).xy
 
 
-def arena_box(xy: np.ndarray, index: dict[str, int], skeleton: Skeleton) -> tuple[np.ndarray, np.ndarray]:
-    """(origin (2,), size (2,)) of the arena in pixels from interpolated xy (T, A, P, 2)."""
+def arena_box(xy: np.ndarray, index: dict[str, int], skeleton: Skeleton,
+              arena_px: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(origin (2,), size (2,)) of the arena in pixels: ``arena_px`` (H, W) when the dataset
+    knows it, else the skeleton's arena points, else the animals' 1st-99th percentile extent;
+    xy: interpolated (T, A, P, 2)."""
+    if arena_px is not None:
+        return np.zeros(2, np.float32), np.array([arena_px[1], arena_px[0]], np.float32)
     corners = [index[p] for p in skeleton.arena if p in index]
     if len(corners) >= 2:
         pts = np.nanmedian(xy[:, 0, corners, :], axis=0)                  # (n_corners, 2)
@@ -210,11 +216,11 @@ def arena_box(xy: np.ndarray, index: dict[str, int], skeleton: Skeleton) -> tupl
 
 
 def normalised_points(pose: np.ndarray, points: Sequence[str], skeleton: Skeleton, min_likelihood: float,
-                      source: str = "pose") -> np.ndarray:
+                      source: str = "pose", arena_px: Sequence[float] | None = None) -> np.ndarray:
     """(T, A, P_s + 1, 2) float32: the skeleton's points and the centroid, in arena units [0, 1]."""
     index = point_index(points, skeleton, source)
     xy = interpolate(pose, points, min_likelihood)
-    origin, size = arena_box(xy, index, skeleton)
+    origin, size = arena_box(xy, index, skeleton, arena_px)
     body = xy[:, :, [index[p] for p in skeleton.points], :]
     centroid = np.nanmean(xy[:, :, [index[p] for p in skeleton.centroid], :], axis=2, keepdims=True) \
         if np.isfinite(xy).any() else np.zeros_like(body[:, :, :1])
@@ -273,9 +279,9 @@ def frame_features(pts: np.ndarray, skeleton: Skeleton) -> np.ndarray:
 
 
 def pose_features(pose: np.ndarray, points: Sequence[str], skeleton: Skeleton, min_likelihood: float,
-                  source: str = "pose") -> np.ndarray:
+                  source: str = "pose", arena_px: Sequence[float] | None = None) -> np.ndarray:
     """Pose (T, A, P, 3) -> keypoint features (T, F): interpolate, normalise, expand."""
-    return frame_features(normalised_points(pose, points, skeleton, min_likelihood, source), skeleton)
+    return frame_features(normalised_points(pose, points, skeleton, min_likelihood, source, arena_px), skeleton)
 
 
 def velocities(pts: np.ndarray) -> np.ndarray:
