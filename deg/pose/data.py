@@ -53,7 +53,8 @@ class PoseSet:
         return sorted(self.labels)
 
     def summary(self) -> dict[str, Any]:
-        return {"dataset": self.dataset_id, "units": len(self.labels), "segmented": bool(self.segments),
+        return {"dataset": self.dataset_id, "behaviours": self.behaviours, "train_annotator": self.train_annotator,
+                "annotators": self.annotators, "fps": self.fps, "units": len(self.labels), "segmented": bool(self.segments),
                 "frames": int(sum(len(v) for v in self.labels.values())), "skeleton": self.skeleton.name,
                 "points": self.points, "animals": self.animals, "notes": self.notes}
 
