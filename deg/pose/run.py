@@ -233,8 +233,12 @@ def _feature_values(prep: Prepared, split, run_dir: Path, seed: int) -> None:
 # The run
 # --------------------------------------------------------------------------------------
 def run_method(prep: Prepared, method: str, split_k: int, split, profile: str, seed: int = 0,
-               progress: bool = True) -> Path:
-    """Run (or reuse) one method on one split; returns the run folder."""
+               progress: bool = True, out_root: Path | None = None) -> Path:
+    """Run (or reuse) one method on one split; returns the run folder.
+
+    ``out_root`` replaces ``deg.paths.results_dir()`` (the method notebooks write to a scratch
+    folder so that trying parameters never touches the workflow's cached runs).
+    """
     from deg.postprocess import best_thresholds, min_bout_lengths, postprocess
     from deg.pose.tables import evaluate_predictions
     from deg.train.store import StageDir, run_lock
@@ -243,7 +247,7 @@ def run_method(prep: Prepared, method: str, split_k: int, split, profile: str, s
         raise ValueError(f"unknown pose method {method!r}; known: {', '.join(METHODS)}")
     ps, hp = prep.pose_set, prep.hp
     name = split_name(split_k)
-    run_dir = paths.run_dir(profile, ps.dataset_id, method, name)
+    run_dir = (Path(out_root) if out_root else paths.results_dir()) / profile / ps.dataset_id / method / name
     config = {"method": method, "profile": profile, "seed": seed, "hparams": hp, "skeleton": ps.skeleton.to_dict(),
               "split": {"train": split.train, "val": split.val, "test": split.test}, "data": prep.data_key,
               "code": _code_hash()}
@@ -295,8 +299,10 @@ def run_method(prep: Prepared, method: str, split_k: int, split, profile: str, s
 
 
 def run(dataset: str, split: int | str = 0, profile: str = "demo", methods=METHODS, seed: int = 0,
-        skeleton: str | None = None, progress: bool = True, **overrides: Any) -> dict[str, Path]:
-    """Run ``methods`` on split ``split`` of ``dataset``; overrides replace pose hyperparameters."""
+        skeleton: str | None = None, progress: bool = True, out_root: str | Path | None = None,
+        **overrides: Any) -> dict[str, Path]:
+    """Run ``methods`` on split ``split`` of ``dataset``; overrides replace pose hyperparameters
+    (:func:`pose_hparams`); ``skeleton`` names an entry of :data:`deg.pose.features.SKELETONS`."""
     from deg.data.datasets import open_dataset
     from deg.pose.data import load_pose_set
     from deg.pose.features import get_skeleton
@@ -307,7 +313,7 @@ def run(dataset: str, split: int | str = 0, profile: str = "demo", methods=METHO
     prep = Prepared(pose_set, hp)
     k = int(split_name(split)[len("split"):])
     the_split = prep.splits(seed)[k]
-    return {m: run_method(prep, m, k, the_split, profile, seed, progress) for m in methods}
+    return {m: run_method(prep, m, k, the_split, profile, seed, progress, out_root) for m in methods}
 
 
 def main(argv: list[str] | None = None) -> int:
