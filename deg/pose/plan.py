@@ -85,6 +85,11 @@ class PosePlan:
         return self.synthetic + self.real
 
     @property
+    def skipped_lines(self) -> list[str]:
+        """``"dataset: reason"`` per skipped real dataset (a notebook parameter without braces)."""
+        return [f"{ds}: {why}" for ds, why in self.skipped.items()]
+
+    @property
     def runs(self) -> list[tuple[str, str]]:
         return [(ds, f"split{k}") for ds in self.datasets for k in range(self.n_splits)]
 
