@@ -23,7 +23,7 @@ from deg.pose.features import SKELETONS, Skeleton, select_points
 
 # Skeleton by dataset id when dataset.json does not name one the feature table knows.
 DATASET_SKELETONS = {"rat_social": "rat_social", "behaviordepot_freezing": "behaviordepot",
-                     "ethome_social": "ethome", "sturman_oft": "sturman"}
+                     "ethome_social": "ethome", "sturman_oft_pose": "sturman"}
 
 
 class PoseDataError(ValueError):

@@ -228,14 +228,17 @@ def interpolate(pose: np.ndarray, points: Sequence[str], min_likelihood: float) 
 
 def arena_box(xy: np.ndarray, index: dict[str, int], skeleton: Skeleton,
               arena_px: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(origin (2,), size (2,)) of the arena in pixels: ``arena_px`` (H, W) when the dataset
-    knows it, else the skeleton's arena points, else the animals' 1st-99th percentile extent;
-    xy: interpolated (T, A, P, 2)."""
-    if arena_px is not None:
-        return np.zeros(2, np.float32), np.array([arena_px[1], arena_px[0]], np.float32)
+    """(origin (2,), size (2,)) of the arena in pixels; xy: interpolated (T, A, P, 2).
+
+    In order: the skeleton's arena points (e.g. tracked corners: origin and size), the dataset's
+    ``arena_px`` (H, W) with origin (0, 0) (the synthetic arena fills the frame), else the
+    animals' 1st-99th percentile extent.
+    """
     corners = [index[p] for p in skeleton.arena if p in index]
     if len(corners) >= 2:
         pts = np.nanmedian(xy[:, 0, corners, :], axis=0)                  # (n_corners, 2)
+    elif arena_px is not None:
+        return np.zeros(2, np.float32), np.array([arena_px[1], arena_px[0]], np.float32)
     else:
         body = xy[:, :, [index[p] for p in skeleton.points], :].reshape(-1, 2)
         body = body[np.isfinite(body).all(axis=1)]

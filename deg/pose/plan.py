@@ -19,7 +19,7 @@ from pathlib import Path
 from deg import paths
 from deg.presets import get_profile
 
-REAL_POSE_DATASETS = ("rat_social", "behaviordepot_freezing", "ethome_social", "sturman_oft")
+REAL_POSE_DATASETS = ("rat_social", "behaviordepot_freezing", "ethome_social", "sturman_oft_pose")
 # keep in step with deg.pose.run.METHODS (not imported: it would import numpy/pandas only, but
 # the run module is the one place that defines them)
 METHODS = ("pose_mlp", "pose_unsup", "contrastive_pose", "rf_features", "rf_coords")

@@ -69,7 +69,7 @@ def test_plan_offline_is_synthetic_only_and_says_why(isolated, monkeypatch):
 def test_plan_takes_a_reachable_mirror(isolated, monkeypatch, shared_data):
     from deg.data import download
 
-    root = download.build_local_mirror(isolated / "mirror", ["sturman_oft"], shared=shared_data)
+    root = download.build_local_mirror(isolated / "mirror", ["sturman_oft_pose"], shared=shared_data)
     monkeypatch.setenv("DEG_DATA_MIRROR", str(root))
-    plan = P.pose_plan("tiny", "synthetic_tiny sturman_oft")
-    assert plan.real == ["sturman_oft"] and plan.datasets == ["synthetic_tiny", "sturman_oft"]
+    plan = P.pose_plan("tiny", "synthetic_tiny sturman_oft_pose")
+    assert plan.real == ["sturman_oft_pose"] and plan.datasets == ["synthetic_tiny", "sturman_oft_pose"]
