@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -263,6 +264,8 @@ def run_method(prep: Prepared, method: str, split_k: int, split, profile: str, s
                 print(f"deg pose {ps.dataset_id}/{method}/{name} [{profile}]: cached -> {run_dir}")
             return run_dir
         stage.prepare()
+        # predictions of another configuration (e.g. another split's units) must not linger
+        shutil.rmtree(run_dir / "predictions", ignore_errors=True)
         io.write_json(run_dir / "split.json", {"train": split.train, "val": split.val, "test": split.test,
                                                "segments": {u: list(s) for u, s in ps.segments.items()}})
         thresholds = min_len = None
