@@ -40,6 +40,9 @@ from deg.train.keys import code_hash, flow_parent, run_settings
 
 SUBSAMPLE_PRESET = "DEG_f"     # paper, Figure 6: "we used DeepEthogram-fast"
 
+# figures of the parts of the DAG that run without overrides only (see plan())
+NO_OVERRIDE_FIGURES = ("selfsup", "fig5_supp1", "fig5_supp2", "methods")
+
 # figure id -> notebook name (notebooks/<name>.ipynb) and what it reads.
 FIGURES: dict[str, str] = {
     "fig1": "fig1_flow",
@@ -52,6 +55,10 @@ FIGURES: dict[str, str] = {
     "tables": "tables",
     "videos": "videos",
     "selfsup": "fig_selfsup",
+    # pose-based methods (deg/pose; rules in workflow/rules/pose.smk, inputs from deg.pose.plan)
+    "fig5_supp1": "fig5_supp1_keypoints",
+    "fig5_supp2": "fig5_supp2_unsupervised",
+    "methods": "methods_table",
 }
 
 
@@ -316,8 +323,9 @@ def plan(profile_name: str, datasets: str = "", overrides: dict | None = None) -
                 subsample_runs += [(ds, SUBSAMPLE_PRESET, f"sub{n_train}_d{d}") for d in range(profile.subsample_draws)]
     everything = chosen + extra
     paper = profile_name == "paper"
-    # the self-supervised figure needs the self-supervised part of the DAG (none under overrides)
-    figures = [f for f in FIGURES if f != "selfsup" or not profile.overrides]
+    # The self-supervised and pose parts of the DAG (workflow/rules/selfsup.smk, pose.smk) take no
+    # overrides yet: an overridden profile's folder holds the DEG runs and their figures only.
+    figures = [f for f in FIGURES if not profile.overrides or f not in NO_OVERRIDE_FIGURES]
     return Plan(
         figures=figures, notebooks={f: FIGURES[f] for f in figures},
         profile=profile_name, overrides=dict(profile.overrides), results_name=profile.results_name,
