@@ -208,3 +208,65 @@ def get_profile(name: str, **overrides: Any) -> Profile:
     except KeyError:
         raise KeyError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}") from None
     return replace(profile, **overrides) if overrides else profile
+
+
+# --------------------------------------------------------------------------------------
+# Pose-based methods (deg/pose/): the paper's keypoint MLP (Methods, "Keypoint-based
+# classification", after Sturman et al. 2020), its unsupervised baseline (Methods,
+# "Unsupervised classification", after B-SOiD, Hsu and Yttri 2021) and ContrastivePose
+# (Zhou et al., ../shared/papers/contrastivepose.txt). Read by deg.pose.* only, passed
+# explicitly (``deg.pose.run.pose_hparams``); POSE_PROFILES scales how much is computed.
+# --------------------------------------------------------------------------------------
+POSE_HPARAMS: dict[str, Any] = {
+    # --- Keypoint features (Keypoint-based classification) -------------------------------
+    # low-confidence points (< HPARAMS["keypoint_min_likelihood"] = 0.9) are interpolated
+    "pose_window_half": 15,         # "T-15 frames to T + 15 frames as input to our classifier"
+    "pose_min_units": 5,            # fewer videos than this: split each into contiguous segments
+    # --- Keypoint MLP (Keypoint-based classification; Sturman et al. architecture) -------
+    "mlp_hidden": (256, 128),       # "two hidden layers with 256 and 128 neurons", ReLU
+    "mlp_dropout": 0.35,            # "Dropout ... with probability 0.35 between each layer"
+    "mlp_l2_alpha": 0.01,           # "L2 regularization" as for the sequence models (alpha = 0.01)
+    "mlp_lr": 1e-4,                 # Adam 1e-4, as every DEG model (Training protocol)
+    "mlp_epochs": 100,              # "the stopping criterion (100 epochs or when lr reduces below 5e-7)"
+    "mlp_batch": 512,               # not in the paper: frames per step
+    # focal gamma, positive-weight beta, label smoothing, lr factor / minimum, bout percentile:
+    # HPARAMS (the sequence models' values, "training tricks from DeepEthogram sequence models")
+    # --- Unsupervised (Unsupervised classification; B-SOiD v2 defaults) -------------------
+    "bsoid_bin_s": 0.1,             # B-SOiD: features over non-overlapping 100 ms bins (10 fps)
+    "bsoid_smooth_s": 0.06,         # B-SOiD: ~60 ms boxcar smoothing of the frame-wise features
+    "umap_n_neighbors": 60,         # B-SOiD's UMAP: n_neighbors 60, min_dist 0
+    "umap_min_dist": 0.0,
+    "umap_n_components": 3,         # not fixed in the paper (Figure 5-supplement 2B draws 3 axes)
+    "hdbscan_min_cluster_fraction": 0.01,  # B-SOiD's slider (0.5-1% of embedded samples); sets
+                                    # how many clusters HDBSCAN finds (the paper's run: 11)
+    "bsoid_classifier_hidden": (100, 10),  # B-SOiD's fast assignment: MLPClassifier (100, 10)
+    "bsoid_classifier_max_iter": 300,
+    # --- ContrastivePose (Methods: Sliding window, Contrastive learning) -------------------
+    "cp_window": 30,                # "frame t - 29 to frame t" (30 frames at 30 fps)
+    "cp_hidden": 128,               # encoder width (the paper's S5 architecture is not in the text)
+    "cp_embedding": 64,             # representation handed to the random forest
+    "cp_projection": 32,            # projection head for the loss (SimCLR, Chen et al. 2020)
+    "cp_temperature": 0.5,          # NT-Xent temperature (not in the text: SimCLR's 0.5)
+    "cp_lr": 1e-3,                  # Adam (not in the text)
+    "cp_batch": 256,                # windows per step; 2 x 256 views in the NT-Xent loss
+    "cp_flip_p": 0.5,               # "random flipping along the x or y axis"
+    "cp_rotation": True,            # "rotation by random angles" (uniform 0-360 degrees)
+    "cp_translation": 0.1,          # "random translation along both axes" (fraction of the arena)
+    "rf_n_estimators": 100,         # random forest (scikit-learn defaults; "A random forest model")
+    "rf_min_samples_leaf": 1,
+}
+
+# How much the pose methods compute per run profile (never what): steps, frames, trees.
+POSE_PROFILES: dict[str, dict[str, Any]] = {
+    "tiny": {"mlp_max_steps": 30, "mlp_val_every": 10, "mlp_patience_steps": 10, "mlp_lr": 1e-3,
+             "cp_steps": 20, "unsup_embed_frames": 400, "rf_max_train_frames": 2000, "rf_n_estimators": 20,
+             "umap_n_neighbors": 15, "umap_n_epochs": 50, "bsoid_classifier_max_iter": 50},
+    # demo: 10x the paper's learning rate for short CPU runs, as the DEG models of the demo profile
+    "demo": {"mlp_max_steps": 400, "mlp_val_every": 50, "mlp_patience_steps": 150, "mlp_lr": 1e-3,
+             "cp_steps": 300, "unsup_embed_frames": 4000, "rf_max_train_frames": 20000, "rf_n_estimators": 100,
+             "umap_n_epochs": 200},
+    # paper: every frame, 100 epochs (mlp_max_steps None = epochs x frames / batch)
+    "paper": {"mlp_max_steps": None, "mlp_val_every": 500, "mlp_patience_steps": 5000,
+              "cp_steps": 20000, "unsup_embed_frames": 50000, "rf_max_train_frames": None,
+              "umap_n_epochs": None},
+}

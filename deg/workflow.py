@@ -15,7 +15,7 @@ from deg import paths
 from deg.presets import get_profile
 
 # Real datasets whose videos are not reachable offline: they feed label-based panels only.
-LABEL_ONLY = ("sturman_oft", "sturman_epm")
+LABEL_ONLY = ("sturman_oft", "sturman_epm", "rat_social", "behaviordepot_freezing", "ethome_social")
 
 # figure id -> notebook name (notebooks/<name>.ipynb) and what it reads.
 FIGURES: dict[str, str] = {
@@ -28,6 +28,10 @@ FIGURES: dict[str, str] = {
     "fig6": "fig6_training_size",
     "tables": "tables",
     "videos": "videos",
+    # pose-based methods (deg/pose; rules in workflow/rules/pose.smk, inputs from deg.pose.plan)
+    "fig5_supp1": "fig5_supp1_keypoints",
+    "fig5_supp2": "fig5_supp2_unsupervised",
+    "methods": "methods_table",
 }
 
 

@@ -8,13 +8,14 @@ by :func:`deg.data.labels.import_deg_project` for a user's DeepEthogram project)
       videos/<video>.mp4           optional: label-only datasets (Sturman labels) have none
       labels/<annotator>/<video>.csv   DeepEthogram per-frame layout: background first, 0/1, -1 unlabelled
       extra/<video>.csv            optional per-frame covariates (synthetic: x, y, heading)
+      pose/<video>.csv             optional DeepLabCut CSV (multi-animal layout), see deg.data.pose
       COMPLETE                     written last; a folder without it is unfinished
 
 Labels are (T, K) int8 matrices with ``background`` as column 0 and -1 for unlabelled frames.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,9 @@ class Dataset:
     image_size: tuple[int, int] | None = None   # paper's (H, W) resize; None = keep
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # pose tracks, when the dataset has them: {"animals": [...], "points": [...], "skeleton": name,
+    # "arena_px": [H, W] or None, ...} (see deg.data.pose); None = no pose
+    pose_info: dict[str, Any] | None = None
     root: Path = field(default=Path("."), compare=False)
 
     # ----------------------------------------------------------------- construction
@@ -57,6 +61,9 @@ class Dataset:
             raise DatasetError(f"{root}: dataset folder is unfinished (no {COMPLETE} marker); "
                                "re-run its preparation")
         meta = io.read_json(meta_path)
+        if isinstance(meta, dict) and "pose" in meta:
+            meta = {**meta, "pose_info": meta["pose"]}      # stored as "pose" in dataset.json
+            meta.pop("pose")
         try:
             ds = cls(**{k: v for k, v in meta.items() if k != "root"}, root=root)
         except TypeError as exc:
@@ -73,6 +80,7 @@ class Dataset:
         """Write dataset.json and the COMPLETE marker (call after all files are in place)."""
         meta = asdict(self)
         meta.pop("root")
+        meta["pose"] = meta.pop("pose_info")
         io.write_json(self.root / "dataset.json", meta)
         io.write_text(self.root / COMPLETE, "ok\n")
 
@@ -102,6 +110,33 @@ class Dataset:
     def extra_path(self, video: str) -> Path | None:
         path = self.root / "extra" / f"{video}.csv"
         return path if path.exists() else None
+
+    # ----------------------------------------------------------------- pose (deg.data.pose)
+    @property
+    def has_pose(self) -> bool:
+        return any(self.pose_path(v) is not None for v in self.videos)
+
+    def pose_path(self, video: str) -> Path | None:
+        path = self.root / "pose" / f"{video}.csv"
+        return path if path.exists() else None
+
+    def pose(self, video: str):
+        """The :class:`deg.data.pose.Pose` of ``video`` (read-only arrays, cached), or None."""
+        path = self.pose_path(video)
+        if path is None:
+            return None
+        stat = path.stat()
+        # a shallow copy: callers may rebind fields; the shared array itself is read-only
+        return replace(_read_pose_cached(str(path), stat.st_mtime_ns, stat.st_size, float(self.fps)))
+
+
+@lru_cache(maxsize=64)
+def _read_pose_cached(path: str, mtime_ns: int, size: int, fps: float):
+    from deg.data.pose import read_pose
+
+    pose = read_pose(path, fps=fps)
+    pose.xy.setflags(write=False)
+    return pose
 
 
 @lru_cache(maxsize=256)

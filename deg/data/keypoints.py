@@ -61,8 +61,8 @@ class Keypoints:
 def _read_bytes(path: Path) -> bytes:
     name = path.name.lower()
     if name.endswith((".h5", ".hdf5")):
-        raise KeypointFormatError(f"{path}: HDF5 DeepLabCut files are not supported; export CSV "
-                                  "(deeplabcut.analyze_videos(..., save_as_csv=True)) and read that")
+        raise KeypointFormatError(f"{path}: HDF5 DeepLabCut files are not supported by read_dlc; "
+                                  "read them with deg.data.pose.read_pose")
     if not name.endswith((".csv", ".csv.gz")):
         raise KeypointFormatError(f"{path}: expected a DeepLabCut .csv or .csv.gz file")
     if not path.is_file():
@@ -109,7 +109,18 @@ def read_dlc(path: str | os.PathLike) -> Keypoints:
     own); an (animal, part) pair a file lacks stays NaN.
     """
     path = Path(path)
-    raw = _read_bytes(path)
+    return parse_dlc_csv(_read_bytes(path), path)
+
+
+def parse_dlc_csv(raw: bytes, path: str | os.PathLike) -> Keypoints:
+    """Parse the bytes of a DeepLabCut CSV (already decompressed); ``path`` names it in errors.
+
+    The file-name checks of :func:`read_dlc` are skipped, so callers that detect the format from
+    the content (:func:`deg.data.pose.read_pose`) can hand over any file.
+    """
+    path = Path(path)
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
     lines = raw.decode("utf-8", errors="replace").splitlines()
     lines = [line for line in lines if line.strip()]
     if not lines:

@@ -39,6 +39,14 @@ Per-frame covariates (``extra/<video>.csv``): ``x``, ``y`` (subject centre on th
 ``behaviour_ids`` (column indices joined by ``+``, ``0`` for background), ``behaviours``
 (names joined by ``+``) and, with a distractor, ``distractor_x``, ``distractor_y``.
 
+Pose (``pose/<video>.csv``, DeepLabCut multi-animal CSV, one animal ``mouse``): the generator
+knows where :data:`POSE_POINTS` (nose, head, body centre, tail base, tail tip) are drawn on every
+frame (:func:`true_keypoints`); :func:`simulate_tracker` turns them into what a pose network
+would report: Gaussian jitter (larger at the tail tip), high likelihoods, and occasional
+dropouts (short runs with low likelihood and a displaced point, some of them missing = NaN).
+The tracker draws from its own generator (:func:`pose_rng`), so videos and labels are the same
+bytes with or without pose.
+
 Rendering is vectorised over frames with coordinate grids (chunks of :data:`RENDER_CHUNK`
 frames bound the memory); everything is deterministic from the seed.
 """
@@ -60,6 +68,7 @@ from deg import io, paths
 from deg.data import video as video_io
 from deg.data.datasets import COMPLETE, Dataset, DatasetError
 from deg.data.labels import background_from, write_deg_labels
+from deg.data.pose import Pose, write_pose
 
 GENERATOR_VERSION = 1      # bump when the generator's output changes: cached datasets regenerate
 RENDER_CHUNK = 128         # frames rendered at once (memory ~ chunk x H x W x 3 x 4 bytes x a few)
@@ -132,6 +141,25 @@ VARIANTS: dict[str, SyntheticSpec] = {
         description="Synthetic open field with a bouncing distractor, bedding texture and more noise: "
                     "10 videos x 450 frames, 64x64 px, 30 fps"),
 }
+
+
+POSE_POINTS: list[str] = ["nose", "head", "body_centre", "tail_base", "tail_tip"]
+POSE_ANIMAL = "mouse"
+POSE_SKELETON = "synthetic_mouse5"   # skeleton name in dataset.json (deg.pose's skeleton table)
+
+
+@dataclass(frozen=True)
+class TrackerProfile:
+    """How the simulated pose network errs (lengths in body lengths, rates per frame)."""
+    jitter: tuple[float, ...] = (0.03, 0.03, 0.025, 0.04, 0.08)   # per point of POSE_POINTS, sd
+    dropout_rate: tuple[float, ...] = (0.006, 0.004, 0.002, 0.006, 0.02)  # dropout onsets / frame
+    dropout_frames: float = 3.0      # mean dropout length (geometric)
+    dropout_shift: float = 0.4       # sd of the displacement of a dropped-out point
+    missing_fraction: float = 0.4    # share of dropouts reported as missing (NaN)
+    likelihood_beta: tuple[float, float] = (40.0, 0.8)   # good frames: likelihood ~ Beta(a, b)
+
+
+TRACKER = TrackerProfile()
 
 
 @dataclass(frozen=True)
@@ -443,6 +471,76 @@ def render_video(spec: SyntheticSpec, rng: np.random.Generator) -> tuple[np.ndar
     return frames, script.labels, script.covariates(spec.height, spec.width)
 
 
+# ================================================================================ pose
+def true_keypoints(script: Script) -> np.ndarray:
+    """(T, 5, 2) float64: where :data:`POSE_POINTS` are drawn on each frame (x, y pixels).
+
+    The same geometry as :func:`_render_chunks`: body centre lifted during a jump, head disc at
+    the end of the yawed neck (nose at its far edge), tail from the rump along the swayed axis.
+    """
+    p = script.pose
+    cx, cy, th = script.x, script.y - p["lift"], script.heading
+    hyaw = th + p["head_yaw"]
+    head = np.stack([cx + p["head_reach"] * np.cos(hyaw), cy + p["head_reach"] * np.sin(hyaw)], -1)
+    nose = head + p["head_r"][:, None] * np.stack([np.cos(hyaw), np.sin(hyaw)], -1)
+    base = np.stack([cx - p["a"] * np.cos(th), cy - p["a"] * np.sin(th)], -1)
+    tang = th + np.pi + p["tail_sway"]
+    tip = base + p["tail_len"][:, None] * np.stack([np.cos(tang), np.sin(tang)], -1)
+    return np.stack([nose, head, np.stack([cx, cy], -1), base, tip], axis=1)
+
+
+def simulate_tracker(truth: np.ndarray, body_len: float, rng: np.random.Generator,
+                     profile: TrackerProfile = TRACKER) -> np.ndarray:
+    """What a pose network reports for ``truth`` (T, P, 2): (T, P, 3) float32 x, y, likelihood.
+
+    Good frames: the true point plus Gaussian jitter, likelihood ~ Beta (mostly > 0.95).
+    Dropouts (onsets at ``dropout_rate`` per frame, geometric lengths): the point is displaced
+    by ``dropout_shift`` body lengths and its likelihood is low (0.01-0.6); a share of them are
+    reported missing (x, y, likelihood NaN), as DeepLabCut's empty cells.
+    """
+    T, P, _ = truth.shape
+    jitter = np.asarray(profile.jitter, dtype=np.float64)[None, :, None] * body_len
+    xy = truth + rng.standard_normal((T, P, 2)) * jitter
+    likelihood = rng.beta(*profile.likelihood_beta, (T, P))
+    onset = rng.random((T, P)) < np.asarray(profile.dropout_rate)[None, :]
+    length = rng.geometric(1.0 / profile.dropout_frames, (T, P))
+    # a dropout covers frames onset .. onset + length - 1: a running max of "covered until"
+    t = np.arange(T)[:, None]
+    until = np.maximum.accumulate(np.where(onset, t + length, 0), axis=0)
+    dropped = t < until
+    # one displacement per dropout run, held over the run (a tracker locks onto a wrong spot)
+    shift = rng.standard_normal((T, P, 2)) * profile.dropout_shift * body_len
+    start = np.maximum.accumulate(np.where(onset, t, 0), axis=0)
+    xy = np.where(dropped[..., None], xy + shift[start, np.arange(P)[None, :]], xy)
+    likelihood = np.where(dropped, rng.uniform(0.01, 0.6, (T, P)), likelihood)
+    missing = dropped & (rng.random((T, P)) < profile.missing_fraction)[start, np.arange(P)[None, :]]
+    out = np.concatenate([xy, likelihood[..., None]], axis=-1).astype(np.float32)
+    out[missing] = np.nan
+    return out
+
+
+def pose_rng(dataset_id: str, seed: int, index: int) -> np.random.Generator:
+    """The simulated tracker's generator for video ``index`` (independent of video and annotators)."""
+    key = (_dataset_key(dataset_id), index, 1 + len(ANNOTATOR_NAMES) + 1000)
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+def script_pose(spec: SyntheticSpec, script: Script, rng: np.random.Generator) -> Pose:
+    """The tracked :class:`deg.data.pose.Pose` of one video: (T, 1, 5, 3)."""
+    body_len = spec.subject_scale * min(spec.height, spec.width)
+    tracked = simulate_tracker(true_keypoints(script), body_len, rng)
+    return Pose(xy=tracked[:, None], animals=[POSE_ANIMAL], points=list(POSE_POINTS), fps=spec.fps,
+                scorer="deg_synthetic_tracker")
+
+
+def pose_info(spec: SyntheticSpec) -> dict:
+    """The dataset.json ``pose`` entry of a synthetic dataset."""
+    return {"animals": [POSE_ANIMAL], "points": list(POSE_POINTS), "skeleton": POSE_SKELETON,
+            "arena_px": [spec.height, spec.width],
+            "simulated_tracker": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(TRACKER).items()},
+            "body_length_px": spec.subject_scale * min(spec.height, spec.width)}
+
+
 # ================================================================================ annotators
 def _runs(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Starts and stops (exclusive) of the runs of 1 in a (T,) 0/1 array."""
@@ -545,13 +643,13 @@ def _clear(root: Path) -> None:
             raise DatasetError(f"{root}: holds a non-synthetic dataset; refusing to overwrite it")
     (root / COMPLETE).unlink(missing_ok=True)      # first: a crash from here on leaves it unfinished
     meta.unlink(missing_ok=True)
-    for sub in ("videos", "labels", "extra"):
+    for sub in ("videos", "labels", "extra", "pose"):
         if (root / sub).is_dir():
             shutil.rmtree(root / sub)
 
 
 def _files_present(ds: Dataset) -> bool:
-    return all(ds.video_path(v) is not None and ds.extra_path(v) is not None
+    return all(ds.video_path(v) is not None and ds.extra_path(v) is not None and ds.pose_path(v) is not None
                and all(ds.has_labels(v, a) for a in ds.annotators) for v in ds.videos)
 
 
@@ -560,7 +658,7 @@ def generate(dataset_id: str, root: str | Path | None = None, seed: int = 0, for
     """Write synthetic dataset ``dataset_id`` (a key of :data:`VARIANTS`) and return it.
 
     Layout: ``videos/<v>.mp4``, ``labels/<annotator>/<v>.csv`` for truth, human2, human3,
-    ``extra/<v>.csv``, ``dataset.json`` (``extra["synthetic_hash"]`` = :func:`spec_hash`) and
+    ``extra/<v>.csv``, ``pose/<v>.csv`` (simulated DeepLabCut tracks), ``dataset.json`` (``extra["synthetic_hash"]`` = :func:`spec_hash`) and
     ``COMPLETE``. ``root`` defaults to ``deg.paths.dataset_dir(dataset_id)``. A complete dataset
     with the same hash is reused; ``force`` or a different spec/seed/generator regenerates.
     """
@@ -589,12 +687,13 @@ def generate(dataset_id: str, root: str | Path | None = None, seed: int = 0, for
             labels = simulate_annotator(script.labels, spec.fps, profile, annotator_rng(dataset_id, seed, i, annotator))
             write_deg_labels(root / "labels" / annotator / f"{name}.csv", labels, BEHAVIOURS)
         io.write_csv(root / "extra" / f"{name}.csv", script.covariates(spec.height, spec.width))
+        write_pose(root / "pose" / f"{name}.csv", script_pose(spec, script, pose_rng(dataset_id, seed, i)))
     dataset = Dataset(
         id=dataset_id, fps=spec.fps, behaviours=list(BEHAVIOURS), annotators=list(ANNOTATOR_NAMES),
         train_annotator="truth", videos=names, synthetic=True, image_size=None,
         description=spec.description,
         extra={"synthetic_hash": digest, "seed": int(seed), "spec": asdict(spec),
                "generator": "deg.data.synthetic", "generator_version": GENERATOR_VERSION},
-        root=root)
+        pose_info=pose_info(spec), root=root)
     dataset.save()
     return dataset
