@@ -126,8 +126,9 @@ class Dataset:
         if path is None:
             return None
         stat = path.stat()
+        fps = float((self.pose_info or {}).get("fps_by_video", {}).get(video, self.fps))   # mixed-rate datasets
         # a shallow copy: callers may rebind fields; the shared array itself is read-only
-        return replace(_read_pose_cached(str(path), stat.st_mtime_ns, stat.st_size, float(self.fps)))
+        return replace(_read_pose_cached(str(path), stat.st_mtime_ns, stat.st_size, fps))
 
 
 @lru_cache(maxsize=64)

@@ -664,3 +664,13 @@ def read_caltech(path: str | os.PathLike, n_frames: int | None = None, on_overru
             raise LabelFormatError(f"{path}: stream {stream}: segments overlap at frame {frame + 1}")
         result[stream] = (background_from(cover[:, 1:] > 0, labelled=count == 1), list(behaviours))
     return result
+
+
+if __name__ == "__main__":       # python -m deg.data.labels convert IN OUT_DIR [...]: see deg.data.convert
+    import sys
+
+    if sys.argv[1:2] != ["convert"]:
+        sys.exit("usage: python -m deg.data.labels convert IN OUT_DIR [--fps F] [--n-frames N] [--format FMT]")
+    from deg.data.convert import main as convert_main
+
+    sys.exit(convert_main(sys.argv[2:]))

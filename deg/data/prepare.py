@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from deg import paths
+from deg.data import prepare_pose
 from deg.data.datasets import COMPLETE, Dataset, open_dataset
 
 STURMAN_LABEL_FILES = {
@@ -36,6 +37,8 @@ def prepare(dataset_id: str, force: bool = False, progress: bool = True) -> Data
         from deg.data import synthetic
 
         return synthetic.generate(dataset_id, force=force, progress=progress)
+    if dataset_id in prepare_pose.PREPARERS:                  # pose datasets: deg.data.prepare_pose
+        return prepare_pose.prepare(dataset_id, force=force, progress=progress)
     if dataset_id in STURMAN_LABEL_FILES:
         return _prepare_sturman(dataset_id, force=force, progress=progress)
     from deg.data import download

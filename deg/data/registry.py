@@ -21,7 +21,7 @@ mirror :func:`deg.data.download.fetch` refuses them with a message naming the ho
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from deg.presets import HPARAMS
@@ -410,3 +410,169 @@ def all_ids() -> list[str]:
 
 def records() -> list[DatasetRecord]:
     return list(REGISTRY.values())
+
+
+# ======================================================================================
+# Pose datasets with human labels (deg.data.prepare_pose); appended after the records above.
+# sha256 and sizes computed from the copies in ../shared/data (rat pose CSVs: of the gunzipped
+# file, which equals the origin's bytes -- checked against the origin repository at the pinned
+# commit). Facts from ../shared/data/README.md unless a note says otherwise.
+# ======================================================================================
+BEHAVIORDEPOT_REPO = "https://github.com/DeNardoLab/BehaviorDEPOT"
+BEHAVIORDEPOT_RAW = ("https://raw.githubusercontent.com/DeNardoLab/BehaviorDEPOT/"
+                     "c782b132daef550b8e19d83f04ff4ea0e6b3dc72/demo/")
+ETHOME_REPO = "https://github.com/benlansdell/ethome"
+ETHOME_RAW = ("https://raw.githubusercontent.com/benlansdell/ethome/"
+              "e3f7d42786805e9b6f44b1649d061bf83535ca2d/tests/data/")
+
+# sha256 and size of the rat DeepLabCut CSVs 1..40 (gunzipped shared copies = origin bytes)
+RAT_POSE_SHA: dict[int, tuple[str, int]] = {
+    1: ("82f78b08f54610c8a3872627d207690e306e39e12e7fb920ed10fd2b7855bacb", 3409163),
+    2: ("55a54e37a57f21e475200621e65040762c7a405d5d2cb589cd3e64939f4256b9", 3590941),
+    3: ("cc594f665fc72e8739c6363a0d0ec03ab62a940f565731cbb4c081b8240fad94", 3922820),
+    4: ("83929d4108092ff55318ca8afef0ff1c67de6a7fc509ce11d047a9f655c7ec04", 3619122),
+    5: ("5d4ef5967b2053a19fb5dd0c934657ff63c82c4d299f7a72a26873268f4e11ca", 2903556),
+    6: ("6389aa3b8a4da3a792ad8c9b8965afce7474050cf685fb2417a8c0dae4ef8f9a", 3414741),
+    7: ("7bc0791fb5151a7e612018c77fd6323e213f9cbd25c9675404d9f26b56d46805", 3684465),
+    8: ("9382c2576fc4a575a8cd45262a266c1b86b597846acdce21a411c5a12dbb00f1", 3792074),
+    9: ("cd8487747e3daac17d358674ac1ed4676216880136e2f62d8a2699e1a04c097e", 3536009),
+    10: ("3dee5d5403caef281dcf7aa17ac493e68d13d836f8a65bccf985f23652534752", 3631303),
+    11: ("515f79b64d4285114995db4543444c4b1476e95a1c218a5441edb1516bea9b35", 3735909),
+    12: ("1f6dae5c6e1605491e6a1cf0780e6bc5e4ec47893ec7bf438c121d12b1b06f48", 3330815),
+    13: ("80777f0fc8ceba3ec09d2b5fa27c87df87efe1182a21e55517706975c338f099", 3231350),
+    14: ("736320b06681e2bcd88257c1fc18dae3353a669341fe4a5a393b5e5da62d10e6", 3524913),
+    15: ("62c88b1c73e1e66b7e03b73ac72f60edb6a60980a08bd7a865c8b8a75e887808", 3566938),
+    16: ("18968431779157b453d9a1801e84e6c02f58abb697b29be9482a01a547be8f3b", 3634170),
+    17: ("521924fa9800518e710ac4cd3d81dd460771ef39ada6913c1aeb91337410d8ec", 3758860),
+    18: ("faa01e79e61d4a259b11a8a2cbce5a0b37012571a4654083507af19d8dba97a5", 3081960),
+    19: ("bde8466331382f27b54d65fadc0cd11752d238791a2d425567a2163f3d8d04ee", 3197106),
+    20: ("79d3e9e2da33444d846d98c938acac9c81c943e97cb31c5cdc69f2d50d2d1923", 3321750),
+    21: ("02048758a77b7acc4e97c2efe55ff2cacba9642264c9401ae4d5fe33a247e6a3", 3516420),
+    22: ("6c25374f3414fd3f4ade18301916dccfa7b724532491f51df3c8e8d2bff9ffc4", 3793486),
+    23: ("baebff7ea77dfa58f19ff54eb5ea8c159db5c8706724a99a7525b4deaf763782", 3432924),
+    24: ("752e317ccd5643858e6191bb98bdc9193dbe4f071db0dbf923313cfbf48d3652", 2811900),
+    25: ("a919776997c1abe8ad698f86abf52d5f191bdf5998b1c961459fe6c9d533a174", 3392554),
+    26: ("d4a8a8e722c79c547ae44003d0e7b8788029d0e6608b9bcc7ba029a6fb4afa7d", 3568895),
+    27: ("8d309e0b010d46380a55be34557d990aae009ae003d60a000c03c10a722cce25", 3487740),
+    28: ("f7196414567eaf557b55bad6fa9f20b55488f3c3f556937f6a7faa2baebfb674", 3378093),
+    29: ("4ba5dd6f685e3d04c9c97a11c56fecc4da0f6e4fe8361900b20d9cc8eb8ed554", 3381212),
+    30: ("51eba825c3d02a8bc3e030f10d0d8243da1d708903ebfa52ce7905191e2cad5e", 3345202),
+    31: ("9b5748dd2662a626bb1dedd44c9ef2031908f6513fce9c65d8d6e85bc17f4977", 3412367),
+    32: ("849dea891b5eced1c17024374e6d88dd4f9d253f0b9124668d1f754366c4e15c", 3070342),
+    33: ("add9528c115a3ae8a9f4b742c5a5e804b4793ea0769e8b43e1baa030fb30cfbd", 3780114),
+    34: ("cb11f19550ffd92a8c8fa4c9e4648d630194810b0edd2b879010be4d8b250f1e", 3447564),
+    35: ("4c62716e251557173d10ad7a14e82788a162335e33d0d53be08903609502a2e9", 3665600),
+    36: ("60b7eeb05f80d3d3c0f8f8baa3908fa3dd5fded4ee2dd169452e093a452bfd5b", 3703151),
+    37: ("e8d77bb9e67a7319895252ab046a0127c6fff769f5352ace5d4ba8826d12f5fb", 4015454),
+    38: ("165b84caf9c7ec926ff11b0f841d27f38d1c222f0225d1d08dffcfdfa2c22898", 3523098),
+    39: ("865f4cb4ce85da62ad54510f76ca46f0ba1249c6f88cf8cd6580bd61376e84da", 3432552),
+    40: ("65928282a134b820dce984a420769965a8d2e2198a7304c5a02a419f8d4edb6f", 3355151),
+}
+
+
+def _rat_files_with_pose_checksums() -> tuple[RemoteFile, ...]:
+    files = []
+    for remote in REGISTRY["rat_social"].files:
+        if remote.role == "pose":
+            number = int(remote.name[: -len(_RAT_DLC_SUFFIX)])
+            sha, size = RAT_POSE_SHA[number]
+            remote = replace(remote, sha256=sha, size=size,
+                             note="DeepLabCut multi-animal CSV (2 rats x 5 points); sha256/size of the "
+                                  "uncompressed file (the shared copy is gzip-compressed)")
+        files.append(remote)
+    return tuple(files)
+
+
+REGISTRY["rat_social"] = replace(
+    REGISTRY["rat_social"], files=_rat_files_with_pose_checksums(), fps=30.0,
+    notes=REGISTRY["rat_social"].notes.replace(
+        "fps: unknown.", "fps: 30, the value the source repository's feature code assumes "
+        "(src/data_loader.py, DLCFeatureExtractor(fps=30)); the recordings' rate is not stated.")
+    + " Prepared by deg.data.prepare_pose: the S1 and S2 streams are merged into one multi-label "
+      "matrix per video (deg.data.convert.combine_streams); annotations past the pose file's end "
+      "(7 videos, 3-59 frames) are cut.")
+
+_POSE_RECORDS = [
+    DatasetRecord(
+        id="behaviordepot_freezing", title="BehaviorDEPOT demo: mouse fear conditioning, freezing",
+        kind="pose", paper_name=None,
+        files=(
+            RemoteFile("demo1_tracking.csv", BEHAVIORDEPOT_RAW + "demo1/demo1_tracking.csv",
+                       "94c2a16b25140f905df100ef0a44cbf2562e77db14279726e0848edc23f859a7", 2698052,
+                       role="pose", note="DeepLabCut CSV, 8 body parts, 6,000 frames",
+                       shared="behaviordepot/demo1/demo1_tracking.csv"),
+            RemoteFile("hB_demo1_manual_annotations.mat.mat",
+                       BEHAVIORDEPOT_RAW + "demo1/hB_demo1_manual_annotations.mat.mat",
+                       "31e8432cbb74bb088f342a60b3c380189ccc5f193f0e7100c9b0fd314c51b68e", 17736,
+                       role="labels", note="hBehavior struct, MATLAB v7.3 (HDF5)",
+                       shared="behaviordepot/demo1/hB_demo1_manual_annotations.mat.mat"),
+            RemoteFile("demo2_tracking.csv", BEHAVIORDEPOT_RAW + "demo2/demo2_tracking.csv",
+                       "4c3691651f167e2896de9c2ab57968c0b900303035f5de227c346426abaa2f50", 1174427,
+                       role="pose", note="DeepLabCut CSV, LED + 8 body parts, 3,600 frames",
+                       shared="behaviordepot/demo2/demo2_tracking.csv"),
+            RemoteFile("hB_demo2_manual_annotations.mat",
+                       BEHAVIORDEPOT_RAW + "demo2/hB_demo2_manual_annotations.mat",
+                       "15f0c2736b6d01a31ee3c9afbf3473da3c5b10155dfa54d2071f86be1db7d8a8", 564,
+                       role="labels", note="hBehavior struct, MATLAB v5",
+                       shared="behaviordepot/demo2/hB_demo2_manual_annotations.mat"),
+        ),
+        homepage=BEHAVIORDEPOT_REPO, license="GPL-3.0",
+        citation="Gabriel CJ, Zeidler Z, Jin B, et al. (2022). BehaviorDEPOT is a simple, flexible tool for "
+                 "automated behavioral detection based on markerless pose tracking. eLife 11:e74314.",
+        fps=None, behaviours=("background", "Freezing"), annotators=("human",), train_annotator="human",
+        n_videos=2, resize=None, flips=None, n_splits=None,
+        notes="Pose and labels only (no videos). fps differs per video: demo1 50 fps (1000x750 px, 32 "
+              "px/cm), demo2 30 fps (640x480 px, 23 px/cm), from the demo's Params.mat files at the same "
+              "commit. The two tracking files name their points differently (demo1 Nose/Left Ear/.../Tail, "
+              "demo2 nose/l_ear/.../midtail plus an LED): both are mapped to one 8-point list, demo2's LED "
+              "is dropped. One annotator (name not given; called 'human'). Two videos cannot be split "
+              "60/20/20 by video, hence no n_splits.",
+    ),
+    DatasetRecord(
+        id="ethome_social", title="ethome: two mice (adult + juvenile) in a social test, BORIS labels",
+        kind="pose", paper_name=None,
+        files=(
+            RemoteFile("e3v813a-20210610T122332-122642DLC_dlcrnetms5_pilot_studySep24shuffle1_100000_el_filtered.csv",
+                       ETHOME_RAW + "dlc/e3v813a-20210610T122332-122642DLC_dlcrnetms5_pilot_studySep24shuffle1"
+                                    "_100000_el_filtered.csv",
+                       "207cb350bc4dd20b7af807819b0c3abfad75d42007e12927bf64fbf0c6cd10bb", 2793506,
+                       role="pose", note="multi-animal DeepLabCut CSV: adult and juvenile x 7 points, 5,700 "
+                                         "frames (the copy under tests/data/; ethome/data/dlc/ holds a Git "
+                                         "LFS pointer)",
+                       shared="ethome/e3v813a-20210610T122332-122642DLC_dlcrnetms5_pilot_studySep24shuffle1_"
+                              "100000_el_filtered.csv"),
+            RemoteFile("e3v813a-20210610T122332-122642_reencode.csv",
+                       ETHOME_RAW + "boris/e3v813a-20210610T122332-122642_reencode.csv",
+                       "decd4c0c31be2264d735371d1a55963fb5e31df806ac3c37e97de099ec516489", 3043,
+                       role="labels", note="BORIS export: behaviour 'interact' of subject 'adult', "
+                                           "START/STOP in seconds, 30 fps, 190 s",
+                       shared="ethome/boris/e3v813a-20210610T122332-122642_reencode.csv"),
+        ),
+        homepage=ETHOME_REPO, license="MIT",
+        citation="Lansdell B, et al. ethome: tools for machine learning of animal behavior (GitHub, "
+                 "benlansdell/ethome).",
+        fps=30.0, behaviours=("background", "interact"), annotators=("boris",), train_annotator="boris",
+        n_videos=1, resize=None, flips=None, n_splits=None,
+        notes="One session, pose and labels only. The BORIS subject is 'adult'; the label column is "
+              "'interact'. One annotator (name not given; called 'boris'). One video cannot be split by "
+              "video, hence no n_splits. The origin repository holds four more sessions not mirrored here.",
+    ),
+    DatasetRecord(
+        id="sturman_oft_pose", title="Sturman et al. 2020 open field: the two DeepLabCut excerpts with labels",
+        kind="pose", paper_name=None,
+        files=(REGISTRY["sturman_oft"].files[0],
+               *(replace(f, note=f.note + "; aligned with the OFT labels frame by frame from frame 0")
+                 for f in REGISTRY["sturman_oft"].files if f.role == "pose")),
+        homepage=STURMAN_REPO, license=REGISTRY["sturman_oft"].license, citation=STURMAN_CITATION,
+        fps=STURMAN_FPS, behaviours=REGISTRY["sturman_oft"].behaviours,
+        annotators=REGISTRY["sturman_oft"].annotators, train_annotator=REGISTRY["sturman_oft"].train_annotator,
+        n_videos=2, resize=None, flips=None, n_splits=None,
+        notes="OFT_44 and OFT_38 only: the first 1,998 frames (80 s at 25 fps) that the DLC2action excerpts "
+              "track, with the three annotators' labels of the same frames (the OFT label file read as for "
+              "sturman_oft, then cut to the pose length). 18 body points incl. the arena corners tl/tr/bl/br, "
+              "from which the arena size in pixels is measured. Two videos: no split by video.",
+    ),
+]
+for _record in _POSE_RECORDS:
+    assert _record.id not in REGISTRY, f"duplicate dataset id {_record.id}"
+    REGISTRY[_record.id] = _record

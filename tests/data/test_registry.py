@@ -15,7 +15,7 @@ PAPER_IDS = {"mouse_ventral1": "Mouse-Ventral1", "mouse_ventral2": "Mouse-Ventra
              "mouse_openfield": "Mouse-Openfield", "mouse_homecage": "Mouse-Homecage",
              "mouse_social": "Mouse-Social", "sturman_epm": "Sturman-EPM", "sturman_fst": "Sturman-FST",
              "sturman_oft": "Sturman-OFT", "fly": "Fly"}
-OTHER_IDS = {"rat_social", "dlc_openfield"}
+OTHER_IDS = {"rat_social", "dlc_openfield", "behaviordepot_freezing", "ethome_social", "sturman_oft_pose"}
 SYNTHETIC_IDS = {"synthetic_tiny", "synthetic_openfield", "synthetic_distractor"}
 
 
@@ -118,22 +118,25 @@ def test_checksums_match_shared_copies(shared_data):
             assert remote.sha256 == _sha(path), path
             assert remote.size == path.stat().st_size, path
             checked += 1
-    # OFT + EPM labels, 2 pose excerpts, the DLC video, 40 rat annotation files
-    assert checked == 45
+    # OFT + EPM labels, 2 pose excerpts, the DLC video, 40 rat annotation files; BehaviorDEPOT 2 x
+    # (tracks + labels), ethome tracks + BORIS labels, sturman_oft_pose (OFT labels + 2 excerpts)
+    assert checked == 54
     sturman = shared_data / "sturman"
     assert _sha(sturman / "OFT" / "AllLabDataOFT_final.csv") == registry.get("sturman_oft").files[0].sha256
     assert _sha(sturman / "EPM" / "AllEPMLables.csv") == registry.get("sturman_epm").files[0].sha256
 
 
-def test_rat_pose_files_are_gzip_copies_without_sha(shared_data):
+def test_rat_pose_checksums_are_of_the_gunzipped_copies(shared_data):
     rat = registry.get("rat_social")
     pose = [rat.file(n) for n in rat.file_names("pose")]
     assert len(pose) == 40 == len(rat.file_names("labels")) == rat.n_videos
     for remote in pose:
-        assert remote.sha256 is None and "gzip" in remote.note
+        assert "gzip" in remote.note
         assert remote.shared.endswith(".gz") and remote.shared.endswith(remote.name + ".gz")
-    with gzip.open(shared_data / pose[0].shared, "rt") as fh:
-        assert fh.readline().startswith("scorer,")
+    for remote in pose[:3]:
+        raw = gzip.decompress((shared_data / remote.shared).read_bytes())
+        assert raw.startswith(b"scorer,")
+        assert hashlib.sha256(raw).hexdigest() == remote.sha256 and len(raw) == remote.size
 
 
 def test_sturman_behaviours_and_annotators_match_label_files(shared_data):
