@@ -117,6 +117,29 @@ class EthogramModel:
                                 probabilities=probs, predictions=preds)
         return model
 
+    @classmethod
+    def open_run(cls, run_dir, video: str, editing: str | None = None) -> "EthogramModel":
+        """Review a run folder's predictions of ``video`` against every annotator's labels; edits go
+        to the dataset's label file of ``editing`` (default: the dataset's training annotator)."""
+        from deg import io
+        from deg.data.datasets import open_dataset
+        from deg.evaluate import read_predictions
+
+        run_dir = Path(run_dir)
+        meta = io.read_json(run_dir / "run.json")
+        dataset = open_dataset(meta["dataset"])
+        if video not in dataset.videos:
+            raise EthogramError(f"{run_dir}: video {video!r} is not in dataset {dataset.id!r} ({dataset.videos})")
+        video_path = dataset.video_path(video)
+        if video_path is None:
+            raise EthogramError(f"dataset {dataset.id!r} has no video file for {video!r}")
+        labels = {a: dataset.labels(video, a) for a in dataset.annotators if dataset.has_labels(video, a)}
+        arrays = read_predictions(run_dir, video, next(iter(labels.values())).shape)
+        editing = editing or dataset.train_annotator
+        return cls(video_path, dataset.behaviours, labels, editing=editing,
+                   label_path=dataset.label_path(video, editing),
+                   probabilities=arrays["probs"], predictions=arrays["preds"])
+
     # ------------------------------------------------------------------ cursor and frames
     def seek(self, frame: int) -> int:
         self.cursor = int(min(max(frame, 0), self.n_frames - 1))

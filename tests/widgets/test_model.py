@@ -121,3 +121,26 @@ def test_open_prediction_output(video, tmp_path):
     assert model.behaviours == BEHAVIOURS and (model.labels["me"] == -1).all()
     np.testing.assert_array_equal(model.predictions, (probs > 0.5).astype(np.int8))
     assert list(model.rasters()) == ["labels: me", "predictions", "probabilities"]
+
+
+def test_open_run_reviews_predictions_against_labels(isolated):
+    """A real tiny run folder: the tiny pipeline on synthetic_tiny (same run the pipeline tests make)."""
+    import json
+
+    from deg.data import synthetic
+
+    ds = synthetic.generate("synthetic_tiny", progress=False)
+    run_dir = isolated / "results" / "tiny" / "synthetic_tiny" / "DEG_f" / "split0"
+    (run_dir / "predictions").mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({"dataset": "synthetic_tiny"}))
+    video = ds.videos[0]
+    truth = ds.labels(video, "truth")
+    probs = np.clip(truth + 0.2, 0, 1).astype(np.float32)
+    np.savez(run_dir / "predictions" / f"{video}.npz", probs=probs, preds=(probs > 0.5).astype(np.uint8),
+             fe_probs=probs, fe_preds=(probs > 0.5).astype(np.uint8))
+    model = EthogramModel.open_run(run_dir, video)
+    assert set(model.labels) == {"truth", "human2", "human3"} and model.editing == "truth"
+    assert model.label_path == ds.label_path(video, "truth")
+    np.testing.assert_array_equal(model.predictions, truth)
+    with pytest.raises(EthogramError, match="not in dataset"):
+        EthogramModel.open_run(run_dir, "nope")

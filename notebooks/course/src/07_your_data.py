@@ -33,9 +33,9 @@ from deg.data import boris, synthetic
 from deg.data.labels import import_deg_project, read_deg_labels, write_deg_labels
 
 # tiny: the tests' sizes; full: a few minutes on a 2-core CPU (the "demo" profile with fewer steps)
-profile, overrides = {
-    "full": ("demo", dict(flow_steps=20, feature_steps=60, sequence_steps=60, n_splits=1)),
-    "tiny": ("tiny", dict(flow_steps=1, feature_steps=2, sequence_steps=2, val_every=1, val_batches=1)),
+profile, overrides, n_videos = {
+    "full": ("demo", dict(flow_steps=10, feature_steps=40, sequence_steps=40, n_splits=1), 6),
+    "tiny": ("tiny", dict(flow_steps=1, feature_steps=2, sequence_steps=2, val_every=1, val_batches=1), 5),
 }[size]
 source = synthetic.generate(dataset, progress=False)
 work = Path(tempfile.mkdtemp(prefix="deg-lesson7-"))
@@ -64,8 +64,8 @@ else:
 # %% [markdown]
 # ## 2. A DeepEthogram project
 # A DeepEthogram project is a folder with `project_config.yaml` (its `class_names`: background first) and
-# `DATA/<video>/` holding each video and its `<video>_labels.csv`. We build one from all but the last
-# synthetic video; the last plays the "new video" that comes in after training.
+# `DATA/<video>/` holding each video and its `<video>_labels.csv`. We build one from a few synthetic videos
+# but the last; the last plays the "new video" that comes in after training.
 #
 # ### Exercise 7.1
 # Write `class_names` for the project's config from the label files' columns `label_columns`
@@ -81,7 +81,7 @@ class_names = ["background"] + [b for b in label_columns if b != "background"]
 checks.project_config(class_names, label_columns, strict=strict_checks)
 reference_names = ["background"] + [b for b in label_columns if b != "background"]
 project = work / "my_project"
-*train_videos, new_video = source.videos
+*train_videos, new_video = source.videos[:n_videos]
 for v in train_videos:
     folder = project / "DATA" / v
     folder.mkdir(parents=True, exist_ok=True)
