@@ -37,6 +37,9 @@ function render({ model, el }) {
   const root = document.createElement("div");
   root.className = "deg-ethogram";
   root.tabIndex = 0;
+  // keys pressed in the widget are its own: JupyterLab (Lumino) must not run notebook shortcuts on them
+  root.setAttribute("data-lm-suppress-shortcuts", "true");
+  root.setAttribute("data-p-suppress-shortcuts", "true");
   root.innerHTML = `
     <div class="deg-top"><img class="deg-frame"/><div class="deg-side">
       <div class="deg-pos"></div><div class="deg-legend"></div>
