@@ -154,7 +154,7 @@ else:
                 tab = metrics.metrics_table(tt, oo, None, st.behaviours)
                 rows.append(tab[tab.metric == "f1"].assign(video=v, pair=f"{a}-{b}"))
     agreement = pd.concat(rows)
-    print(f"F1 between experts, mean over {agreement.video.nunique()} real videos (Jumping is nearly absent):")
+    print(f"F1 between experts, mean over {agreement.video.nunique()} real videos (Jumping is rare: few frames, so its F1 swings):")
     print(agreement.pivot_table(index="behaviour", columns="pair", values="value").round(2))
 
 # %% [markdown]

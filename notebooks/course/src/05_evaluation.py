@@ -50,6 +50,7 @@ split = random_split(ds.videos, labels, seed=0, behaviours=ds.behaviours)
 
 # %%
 checks.video_split(split, ds.videos, labels, strict=strict_checks)
+split = random_split(ds.videos, labels, seed=0, behaviours=ds.behaviours)   # the lesson goes on with the reference
 
 # %% [markdown]
 # ## 2. Thresholds from validation only
