@@ -262,9 +262,9 @@ POSE_PROFILES: dict[str, dict[str, Any]] = {
              "cp_steps": 20, "unsup_embed_frames": 400, "rf_max_train_frames": 2000, "rf_n_estimators": 20,
              "umap_n_neighbors": 15, "umap_n_epochs": 50, "bsoid_classifier_max_iter": 50},
     # demo: 10x the paper's learning rate for short CPU runs, as the DEG models of the demo profile
-    "demo": {"mlp_max_steps": 400, "mlp_val_every": 50, "mlp_patience_steps": 150, "mlp_lr": 1e-3,
-             "cp_steps": 300, "unsup_embed_frames": 4000, "rf_max_train_frames": 20000, "rf_n_estimators": 100,
-             "umap_n_epochs": 200},
+    "demo": {"mlp_max_steps": 200, "mlp_val_every": 50, "mlp_patience_steps": 100, "mlp_lr": 1e-3, "mlp_batch": 256,
+             "cp_steps": 200, "unsup_embed_frames": 2000, "rf_max_train_frames": 10000, "rf_n_estimators": 50,
+             "umap_n_epochs": 100, "bsoid_classifier_max_iter": 200},
     # paper: every frame, 100 epochs (mlp_max_steps None = epochs x frames / batch)
     "paper": {"mlp_max_steps": None, "mlp_val_every": 500, "mlp_patience_steps": 5000,
               "cp_steps": 20000, "unsup_embed_frames": 50000, "rf_max_train_frames": None,

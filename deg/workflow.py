@@ -15,7 +15,8 @@ from deg import paths
 from deg.presets import get_profile
 
 # Real datasets whose videos are not reachable offline: they feed label-based panels only.
-LABEL_ONLY = ("sturman_oft", "sturman_epm", "rat_social", "behaviordepot_freezing", "ethome_social")
+LABEL_ONLY = ("sturman_oft", "sturman_epm", "rat_social", "behaviordepot_freezing", "ethome_social",
+              "sturman_oft_pose")
 
 # figure id -> notebook name (notebooks/<name>.ipynb) and what it reads.
 FIGURES: dict[str, str] = {

@@ -14,6 +14,7 @@ import os
 import subprocess
 import threading
 
+import pandas as pd
 import pytest
 
 from deg import paths
@@ -64,6 +65,14 @@ def test_make_figures_tiny(isolated, mirror_url):
     assert all(f"## {figure}" in index for figure in FIGURES)
     fig2 = json.loads((figures / "fig2" / "manifest.json").read_text())["panels"]
     assert "B_time_spent_synthetic_tiny" in fig2
+    # pose methods (deg/pose) on the synthetic videos' pose, next to DEG_f on the same videos
+    from deg.pose.plan import METHODS as POSE_METHODS
+
+    results = isolated / "results" / "tiny" / "synthetic_tiny"
+    assert all((results / m / "split0" / "metrics.csv").stat().st_size > 0 for m in POSE_METHODS)
+    assert {"DEG_f", "pose_mlp"} <= set(pd.read_csv(figures / "fig5_supp1" / "DE_synthetic_tiny.csv").method)
+    assert {"DEG_f", *POSE_METHODS} <= set(pd.read_csv(figures / "methods" / "A_table.csv").method)
+    assert "skipped rat_social: not in DATASETS" in index     # the index says which pose datasets were left out
     if mirror_url:
         assert "B_time_spent_sturman_oft" in fig2
         assert (isolated / "results" / "tiny" / "sturman_oft" / "humans" / "metrics.csv").stat().st_size > 0

@@ -4,9 +4,11 @@ BORIS (Friard & Gamba 2016) is the manual annotation tool many labs already use.
 
 * an **export** of an observation's events (CSV or TSV): an optional metadata block
   (``Observation id``, ``Player #1``, ``Time offset (s)``, ...), then a header row with at least
-  ``Time``, ``Behavior`` and ``Status`` (or ``Behavior type``); usually also ``Media file path``,
-  ``Total length``, ``FPS`` and ``Subject``. ``Status`` is ``START``/``STOP`` for state events
-  and ``POINT`` for point events; times are seconds.
+  ``Time``, ``Behavior`` and ``Status`` (older BORIS; newer ones call it ``Behavior type``);
+  usually also ``Media file path`` / ``Media file name``, ``Total length`` / ``Media duration
+  (s)``, ``FPS`` and ``Subject``. ``Status`` is ``START``/``STOP`` for state events and
+  ``POINT`` for point events; times are seconds. The *aggregated* export (one row per bout,
+  ``Start (s)``, ``Stop (s)``, ``Behavior type`` = ``State event`` / ``Point event``) is read too.
 * a **project** file (``.boris``, JSON): ``behaviors_conf`` says which codes are state and which
   point events; each observation lists ``[time, subject, code, modifier, comment, ...]`` events
   whose state events alternate start/stop per (subject, behaviour); ``media_info`` gives each
@@ -39,6 +41,7 @@ from deg.data.labels import BACKGROUND, LabelFileNotFoundError, LabelFormatError
 
 NO_SUBJECT = "no_subject"          # BORIS's "No focal subject" (empty Subject cell)
 STATUSES = ("START", "STOP", "POINT")
+EVENT_COLUMNS = ["time_s", "subject", "behaviour", "modifier", "status", "line"]
 
 
 @dataclass
@@ -46,7 +49,8 @@ class BorisObservation:
     """One observation of one media file.
 
     events: table with columns ``time_s`` (media time, float), ``subject``, ``behaviour``,
-    ``status`` (START / STOP / POINT) and ``line`` (file line, exports; -1 for projects).
+    ``modifier`` (``|``-joined, "" when none: start and stop pair within one modifier, as in
+    BORIS), ``status`` (START / STOP / POINT) and ``line`` (file line, exports; -1 for projects).
     """
     observation: str
     media: str | None
@@ -99,7 +103,8 @@ def _find_header(lines: list[str]) -> tuple[int, str] | None:
     for number, line in enumerate(lines):
         for sep in ("\t", ","):
             cells = [c.strip().strip('"').lower() for c in line.split(sep)]
-            if "time" in cells and "behavior" in cells and ("status" in cells or "behavior type" in cells):
+            if "behavior" in cells and (("time" in cells and ("status" in cells or "behavior type" in cells))
+                                        or ("start (s)" in cells and "stop (s)" in cells)):
                 return number, sep
     return None
 
@@ -145,7 +150,8 @@ def read_boris_export(path: str | os.PathLike) -> list[BorisObservation]:
     found = _find_header(lines[:200])
     if found is None:
         raise LabelFormatError(f"{path}: not a BORIS export: no header row with 'Time', 'Behavior' and "
-                               "'Status' (or 'Behavior type') columns")
+                               "'Status' (or 'Behavior type') columns, nor an aggregated one with 'Behavior', "
+                               "'Start (s)' and 'Stop (s)'")
     header_at, sep = found
     meta = _metadata(lines[:header_at], sep)
     try:
@@ -159,26 +165,33 @@ def read_boris_export(path: str | os.PathLike) -> list[BorisObservation]:
     table = table[(table.drop(columns="line") != "").any(axis=1)]      # blank rows
     if len(table) == 0:
         raise LabelFormatError(f"{path}: header but no events")
-    status_col = "status" if "status" in table.columns else "behavior type"
-    status = table[status_col].str.upper()
-    bad = ~status.isin(STATUSES)
-    if bad.any():
-        row = table[bad].iloc[0]
-        raise LabelFormatError(f"{path}: line {row['line']}: status {row[status_col]!r} is not START, STOP or POINT")
-    times = pd.to_numeric(table["time"], errors="coerce")
-    if times.isna().any():
-        row = table[times.isna()].iloc[0]
-        raise LabelFormatError(f"{path}: line {row['line']}: time {row['time']!r} is not a number of seconds")
     if (table["behavior"] == "").any():
         row = table[table["behavior"] == ""].iloc[0]
         raise LabelFormatError(f"{path}: line {row['line']}: empty 'Behavior'")
-    offset = _float_or_none(meta.get("time offset (s)")) or 0.0
+    if "start (s)" in table.columns:                          # aggregated export: one row per bout
+        times, status, table = _expand_aggregated(table, path)
+    else:
+        status_col = "status" if "status" in table.columns else "behavior type"
+        status = table[status_col].str.upper()
+        bad = ~status.isin(STATUSES)
+        if bad.any():
+            row = table[bad].iloc[0]
+            raise LabelFormatError(f"{path}: line {row['line']}: status {row[status_col]!r} is not START, STOP or "
+                                   "POINT")
+        times = _numbers(table, "time", path)
+    # the observation's time offset: in the metadata block (older exports) or a column (newer)
+    if "time offset (s)" in table.columns:
+        offset = pd.to_numeric(table["time offset (s)"], errors="coerce").fillna(0.0).to_numpy()
+    else:
+        offset = _float_or_none(meta.get("time offset (s)")) or 0.0
     media_col = next((c for c in ("media file path", "media file", "media file name") if c in table.columns), None)
     obs_col = "observation id" if "observation id" in table.columns else None
+    modifiers = [c for c in table.columns if c.startswith("modifier")]
     events = pd.DataFrame({
-        "time_s": times.to_numpy(dtype=np.float64) - offset,
+        "time_s": times - offset,
         "subject": table["subject"].replace("", NO_SUBJECT) if "subject" in table.columns else NO_SUBJECT,
         "behaviour": table["behavior"], "status": status, "line": table["line"].to_numpy(),
+        "modifier": table[modifiers].agg("|".join, axis=1) if modifiers else "",
         "media": table[media_col] if media_col else meta.get("player #1", ""),
         "observation": table[obs_col] if obs_col else meta.get("observation id", path.stem),
     })
@@ -186,18 +199,47 @@ def read_boris_export(path: str | os.PathLike) -> list[BorisObservation]:
     observations = []
     for (obs, media), group in events.groupby(["observation", "media"], sort=False):
         rows = table.loc[group.index]
-        fps = _column_value(rows, "fps", path)
-        length = _column_value(rows, "total length", path)
+        fps = _column_value(rows, ("fps", "fps (frame/s)"), path)
+        length = _column_value(rows, ("total length", "media duration (s)"), path)
         observations.append(BorisObservation(
             observation=str(obs), media=str(media) or None, fps=fps, length_s=length,
-            events=group[["time_s", "subject", "behaviour", "status", "line"]].reset_index(drop=True),
+            events=group[EVENT_COLUMNS].reset_index(drop=True),
             source=path, behaviours=behaviours))
     return observations
 
 
-def _column_value(rows: pd.DataFrame, column: str, path: Path) -> float | None:
+def _numbers(table: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    values = pd.to_numeric(table[column], errors="coerce")
+    if values.isna().any():
+        row = table[values.isna()].iloc[0]
+        raise LabelFormatError(f"{path}: line {row['line']}: {column} {row[column]!r} is not a number of seconds")
+    return values.to_numpy(dtype=np.float64)
+
+
+def _expand_aggregated(table: pd.DataFrame, path: Path) -> tuple[np.ndarray, pd.Series, pd.DataFrame]:
+    """Rows with ``Start (s)`` / ``Stop (s)`` -> START and STOP events (POINT for point events)."""
+    if "stop (s)" not in table.columns:
+        raise LabelFormatError(f"{path}: aggregated export with 'Start (s)' but no 'Stop (s)' column")
+    start, stop = _numbers(table, "start (s)", path), _numbers(table, "stop (s)", path)
+    kind = table["behavior type"].str.lower() if "behavior type" in table.columns else pd.Series("state", table.index)
+    point = kind.str.startswith("point").to_numpy()
+    backwards = ~point & (stop < start)
+    if backwards.any():
+        row = table[backwards].iloc[0]
+        raise LabelFormatError(f"{path}: line {row['line']}: stop {row['stop (s)']} before start {row['start (s)']}")
+    state = table[~point]
+    expanded = pd.concat([table[point], state, state])
+    times = np.concatenate([start[point], start[~point], stop[~point]])
+    status = pd.Series(["POINT"] * int(point.sum()) + ["START"] * len(state) + ["STOP"] * len(state),
+                       index=expanded.index)
+    expanded = expanded.reset_index(drop=True)
+    return times, status.reset_index(drop=True), expanded
+
+
+def _column_value(rows: pd.DataFrame, columns: tuple[str, ...], path: Path) -> float | None:
     """The one value of a per-row column (FPS, Total length) within an observation, or None."""
-    if column not in rows.columns:
+    column = next((c for c in columns if c in rows.columns), None)
+    if column is None:
         return None
     values = {v for v in rows[column] if v not in ("", "NA")}
     numbers = {_float_or_none(v) for v in values}
@@ -257,12 +299,14 @@ def read_boris_project(path: str | os.PathLike) -> list[BorisObservation]:
             if code not in kinds:
                 raise LabelFormatError(f"{path}: observation {obs_id!r}, event {number}: behaviour {code!r} "
                                        f"is not in behaviors_conf {behaviours}")
-            rows.append((time - offset, subject, code, kinds[code], -1))
-        events = pd.DataFrame(rows, columns=["time_s", "subject", "behaviour", "status", "line"])
-        # state events toggle: the 1st, 3rd, ... of a (subject, behaviour) start, the others stop
+            modifier = str(event[3]) if len(event) > 3 and event[3] is not None else ""
+            rows.append((time - offset, subject, code, modifier, kinds[code], -1))
+        events = pd.DataFrame(rows, columns=EVENT_COLUMNS)
+        # state events toggle: the 1st, 3rd, ... of a (subject, behaviour, modifier) start, the others
+        # stop -- BORIS pairs a start with the next event of the same subject, code and modifier
         events = events.sort_values("time_s", kind="stable")
         state = events["status"] == "state"
-        order = events[state].groupby(["subject", "behaviour"]).cumcount()
+        order = events[state].groupby(["subject", "behaviour", "modifier"]).cumcount()
         events.loc[state, "status"] = np.where(order % 2 == 0, "START", "STOP")
         events.loc[~state, "status"] = "POINT"
         observations.append(BorisObservation(
@@ -303,7 +347,7 @@ def observation_labels(obs: BorisObservation, fps: float | None = None, n_frames
         raise LabelFormatError(f"{path}: behaviours {unknown} are not among the requested {names}")
     starts, stops, cols, subj = [], [], [], []
     subjects = obs.subjects
-    for (subject, behaviour), group in obs.events.groupby(["subject", "behaviour"], sort=False):
+    for (subject, behaviour, _), group in obs.events.groupby(["subject", "behaviour", "modifier"], sort=False):
         group = group.sort_values("time_s", kind="stable")
         point = group[group["status"] == "POINT"]
         state = group[group["status"] != "POINT"]
@@ -324,6 +368,9 @@ def observation_labels(obs: BorisObservation, fps: float | None = None, n_frames
         stops += [stop, p + 1]
         cols += [np.full(len(first) + len(p), names.index(behaviour))]
         subj += [np.full(len(first) + len(p), subjects.index(subject))]
+    if not subjects:                                           # an observation without events
+        subjects, starts, stops, cols, subj = [NO_SUBJECT], [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], \
+            [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     first, stop = np.concatenate(starts), np.concatenate(stops)
     col, who = np.concatenate(cols), np.concatenate(subj)
     if n_frames is None:

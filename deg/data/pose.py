@@ -19,6 +19,7 @@ Malformed input raises :class:`PoseFormatError` (the keypoint reader's error typ
 """
 from __future__ import annotations
 
+import gzip
 import io as _io
 import os
 import warnings
@@ -138,8 +139,6 @@ def read_pose(path: str | os.PathLike, fps: float | None = None) -> Pose:
     else:
         raw = path.read_bytes()
         if raw.startswith(GZIP_MAGIC):
-            import gzip
-
             try:
                 raw = gzip.decompress(raw)
             except (OSError, EOFError) as exc:
@@ -221,6 +220,9 @@ def write_pose(path: str | os.PathLike, pose: Pose, float_format: str = "%.7g") 
     path = Path(path)
     T, A, P, _ = pose.xy.shape
     scorer = pose.scorer or "deg"
+    bad = [n for n in [scorer, *pose.animals, *pose.points] if any(c in n for c in ',\n\r"')]
+    if bad:
+        raise ValueError(f"{path}: names {bad} contain a comma, quote or newline, which DeepLabCut CSVs cannot hold")
     animals = np.repeat(pose.animals, P * 3).tolist()
     parts = np.tile(np.repeat(pose.points, 3), A).tolist()
     coords = list(COORDS) * (A * P)

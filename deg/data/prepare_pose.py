@@ -8,7 +8,8 @@
 * ``behaviordepot_freezing``: 2 sessions, 8 points, BehaviorDEPOT freezing labels;
 * ``ethome_social``: 1 session, adult + juvenile x 7 points, BORIS ``interact`` labels;
 * ``sturman_oft_pose``: the two 1,998-frame DeepLabCut excerpts of Sturman-OFT with the three
-  annotators' OFT labels of the same frames.
+  annotators' OFT labels of the same frames. A dataset of its own: ``sturman_oft`` stays the
+  20-video label-only set (15,000 frames per video) that the human-agreement panels use.
 
 Files come from their origin, or from ``DEG_DATA_MIRROR`` (see :mod:`deg.data.download`), into
 ``data/<id>/raw``. Pose files that are already DeepLabCut CSVs with the dataset's point names
@@ -17,6 +18,7 @@ are copied unchanged; label matrices are cut to the pose length and what was cut
 """
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -29,8 +31,10 @@ from deg.data.datasets import COMPLETE, Dataset, open_dataset
 from deg.data.labels import write_deg_labels
 from deg.data.pose import Pose, read_pose
 
-# BehaviorDEPOT's two demo tracking files name the same 8 points differently; one list for both.
-BEHAVIORDEPOT_POINTS = ["nose", "left_ear", "right_ear", "mid_back", "left_hip", "right_hip", "tail_base", "tail_mid"]
+# BehaviorDEPOT's two demo tracking files name the same 8 points differently; one list for both
+# (the names of deg.pose.features' "behaviordepot" skeleton; demo1's "Tail", demo2's "midtail" -> "tail").
+# Skeleton names in dataset.json are keys of deg.pose.features.SKELETONS.
+BEHAVIORDEPOT_POINTS = ["nose", "left_ear", "right_ear", "mid_back", "left_hip", "right_hip", "tailbase", "tail"]
 BEHAVIORDEPOT_SOURCE_POINTS = {
     "demo1": ["Nose", "Left Ear", "Right Ear", "Mid-Back", "Left Leg", "Right Leg", "Tailbase", "Tail"],
     "demo2": ["nose", "l_ear", "r_ear", "midback", "l_hip", "r_hip", "tailbase", "midtail"],
@@ -84,7 +88,7 @@ def _rat(dataset_id: str, videos: Sequence[str] | None, progress: bool) -> Datas
     wanted = [f"{n}_annot.txt" for n in numbers] + [pose_name[n] for n in numbers]
     files = download.fetch(dataset_id, files=wanted, progress=progress)
     root = _begin(dataset_id)
-    trimmed, behaviours, animals, points = {}, None, None, None
+    trimmed, unannotated, behaviours, animals, points = {}, {}, list(record.behaviours), None, None
     for n in tqdm(numbers, desc=dataset_id, disable=not progress):
         video = names[n]
         pose = read_pose(files[pose_name[n]])
@@ -95,24 +99,25 @@ def _rat(dataset_id: str, videos: Sequence[str] | None, progress: bool) -> Datas
                              f"the other sessions' {animals}/{points}")
         _place(files[pose_name[n]], root / "pose" / f"{video}.csv")
         # T = the last annotated frame; then cut to (or pad as unlabelled up to) the pose length
-        matrix, behaviours_here = combine_streams(read_caltech(files[f"{n}_annot.txt"]))
+        matrix, behaviours = combine_streams(read_caltech(files[f"{n}_annot.txt"]))
+        if behaviours != list(record.behaviours):
+            raise ValueError(f"{files[f'{n}_annot.txt']}: behaviours {behaviours} differ from the registry's "
+                             f"{list(record.behaviours)}")
+        if len(matrix) < pose.n_frames:
+            unannotated[video] = pose.n_frames - len(matrix)
         matrix, cut = _cut(matrix, pose.n_frames)
         if cut:
             trimmed[video] = cut
-        if behaviours is None:
-            behaviours = behaviours_here
         write_deg_labels(root / "labels" / "original" / f"{video}.csv", matrix, behaviours)
-    if list(record.behaviours) != behaviours:
-        raise ValueError(f"{dataset_id}: the files' behaviours {behaviours} differ from the registry's "
-                         f"{list(record.behaviours)}")
     dataset = Dataset(
         id=dataset_id, fps=float(record.fps), behaviours=behaviours, annotators=["original"],
         train_annotator="original", videos=[names[n] for n in numbers], synthetic=False,
         description=f"{record.title}: pose and labels (no videos); S1 and S2 label streams merged",
         extra={"label_only": True, "source": "caltech + deeplabcut", "label_streams": ["S1", "S2"],
-               "trimmed": {"labels past the pose file's end, frames cut": trimmed},
+               "trimmed": {"labels past the pose file's end, frames cut": trimmed,
+                           "pose frames after the last annotation, unlabelled (-1)": unannotated},
                "subset": videos is not None},
-        pose_info={"animals": animals, "points": points, "skeleton": "rat_5pt", "arena_px": None,
+        pose_info={"animals": animals, "points": points, "skeleton": "rat_social", "arena_px": None,
                    "fps_note": "30 fps as assumed by the source repository (not stated for the recordings)"},
         root=root)
     dataset.save()
@@ -153,7 +158,7 @@ def _behaviordepot(dataset_id: str, videos: Sequence[str] | None, progress: bool
         description=f"{record.title}: pose and labels (no videos); fps differs per video (see pose.fps_by_video)",
         extra={"label_only": True, "source": "behaviordepot + deeplabcut",
                "trimmed": {"label frames minus pose frames": trimmed}, "subset": videos is not None},
-        pose_info={"animals": ["mouse"], "points": list(BEHAVIORDEPOT_POINTS), "skeleton": "mouse_behaviordepot_8pt",
+        pose_info={"animals": ["mouse"], "points": list(BEHAVIORDEPOT_POINTS), "skeleton": "behaviordepot",
                    "arena_px": None, "fps_by_video": fps_by_video,
                    "frame_px_by_video": {v: list(BEHAVIORDEPOT_VIDEO[v][1]) for v in names},
                    "px_per_cm_by_video": {v: BEHAVIORDEPOT_VIDEO[v][2] for v in names},
@@ -215,7 +220,7 @@ def _ethome(dataset_id: str, videos: Sequence[str] | None, progress: bool) -> Da
         extra={"label_only": True, "source": "boris + deeplabcut", "boris_subject": "adult",
                "trimmed": {"label frames minus pose frames": {video: len(labels) - pose.n_frames}
                            if len(labels) != pose.n_frames else {}}, "subset": False},
-        pose_info={"animals": pose.animals, "points": pose.points, "skeleton": "mouse_ethome_7pt", "arena_px": None},
+        pose_info={"animals": pose.animals, "points": pose.points, "skeleton": "ethome", "arena_px": None},
         root=root)
     dataset.save()
     return dataset
@@ -267,10 +272,11 @@ def _sturman_pose(dataset_id: str, videos: Sequence[str] | None, progress: bool)
         train_annotator=record.train_annotator, videos=names, synthetic=False,
         description=f"{record.title}: pose excerpts and the OFT labels of the same frames (no videos)",
         extra={"label_only": True, "source": "sturman + deeplabcut",
-               "trimmed": {"label frames cut to the pose excerpt": trimmed}, "subset": videos is not None},
-        pose_info={"animals": ["single"], "points": points, "skeleton": "mouse_sturman_oft",
-                   "arena_points": list(STURMAN_CORNERS),
-                   "body_points": [p for p in points if p not in STURMAN_CORNERS],
+               "trimmed": {"label frames cut to the pose excerpt": trimmed}, "subset": videos is not None,
+               "dropped_behaviours": sorted(set(parsed.behaviours) - set(record.behaviours))},
+        pose_info={"animals": ["single"], "points": points, "skeleton": "sturman",
+                   "arena_points": [*STURMAN_CORNERS, "centre"],          # corners and centre of the arena
+                   "body_points": [p for p in points if p not in (*STURMAN_CORNERS, "centre")],
                    "arena_px": [round(float(v), 1) for v in np.median(sizes, axis=0)],
                    "arena_px_by_video": {v: [round(float(x), 1) for x in s] for v, s in arena.items()}},
         root=root)
@@ -318,3 +324,45 @@ def prepare(dataset_id: str, force: bool = False, progress: bool = True,
                 (videos is not None and sorted(existing.videos) == sorted(videos)):
             return existing
     return PREPARERS[dataset_id](dataset_id, videos, progress)
+
+
+def prepare_or_skip(dataset_id: str, progress: bool = False, timeout: float = 10.0) -> tuple[Dataset | None, str]:
+    """``(dataset, "")`` when ``dataset_id`` is prepared or can be; ``(None, reason)`` otherwise.
+
+    For figure runs that include the real pose datasets whenever they are on disk or reachable:
+    before downloading, the first missing file's source (``DEG_DATA_MIRROR`` or origin) is probed
+    once with ``timeout`` seconds, so an offline machine skips in seconds instead of retrying
+    every file. Checksum and format errors are not skipped: they raise.
+    """
+    import urllib.error
+    import urllib.request
+
+    from deg.data import download, registry
+
+    if (paths.dataset_dir(dataset_id) / COMPLETE).exists():
+        existing = open_dataset(dataset_id)
+        if not existing.extra.get("subset"):
+            return existing, ""
+    record = registry.get(dataset_id)
+    raw = paths.dataset_dir(dataset_id) / "raw"
+    missing = [f for f in record.files if not (raw / f.name).is_file()]
+    if missing:
+        source = download.resolve_source(missing[0], dataset_id)
+        if isinstance(source, Path):
+            if not source.is_file():
+                return None, f"{dataset_id}: skipped: {missing[0].name} is not in the mirror folder ({source})"
+        elif source is None:
+            return None, f"{dataset_id}: skipped: {missing[0].name} has no known URL"
+        else:
+            try:
+                with urllib.request.urlopen(urllib.request.Request(source, method="HEAD"), timeout=timeout):
+                    pass
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                where = "mirror" if os.environ.get(download.MIRROR_ENV) else "origin"
+                return None, f"{dataset_id}: skipped: {where} not reachable ({source}: {exc})"
+    try:
+        return prepare(dataset_id, progress=progress), ""
+    except download.DownloadError as exc:
+        if isinstance(exc, download.ChecksumError):
+            raise
+        return None, f"{dataset_id}: skipped: {exc}"

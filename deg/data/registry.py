@@ -564,13 +564,15 @@ _POSE_RECORDS = [
                *(replace(f, note=f.note + "; aligned with the OFT labels frame by frame from frame 0")
                  for f in REGISTRY["sturman_oft"].files if f.role == "pose")),
         homepage=STURMAN_REPO, license=REGISTRY["sturman_oft"].license, citation=STURMAN_CITATION,
-        fps=STURMAN_FPS, behaviours=REGISTRY["sturman_oft"].behaviours,
+        fps=STURMAN_FPS, behaviours=("background", "Supported", "Unsupported"),
         annotators=REGISTRY["sturman_oft"].annotators, train_annotator=REGISTRY["sturman_oft"].train_annotator,
         n_videos=2, resize=None, flips=None, n_splits=None,
         notes="OFT_44 and OFT_38 only: the first 1,998 frames (80 s at 25 fps) that the DLC2action excerpts "
               "track, with the three annotators' labels of the same frames (the OFT label file read as for "
-              "sturman_oft, then cut to the pose length). 18 body points incl. the arena corners tl/tr/bl/br, "
-              "from which the arena size in pixels is measured. Two videos: no split by video.",
+              "sturman_oft, then cut to the pose length). 18 points: 13 on the mouse, the arena's corners "
+              "tl/tr/bl/br (from which its size in pixels is measured) and centre. Two videos: no split by video. "
+              "Grooming is left out: in these 2 x 1,998 frames Jin and FA label none and OS 3 frames, too few "
+              "to train or score (those frames count as background).",
     ),
 ]
 for _record in _POSE_RECORDS:

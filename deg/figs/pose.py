@@ -172,6 +172,14 @@ def draw_feature_distributions(values: pd.DataFrame, behaviours: Sequence[str]):
     return fig
 
 
+def _error_bars(ax, x, mean, sem) -> None:
+    """SEM bars where the SEM exists (one split: none drawn, not a zero-length bar)."""
+    x, mean, sem = (np.asarray(v, dtype=float) for v in (x, mean, sem))
+    ok = np.isfinite(sem) & np.isfinite(mean)
+    if ok.any():
+        ax.errorbar(x[ok], mean[ok], yerr=sem[ok], fmt="none", ecolor="black", elinewidth=0.6, capsize=1.5)
+
+
 def draw_per_behaviour(table: pd.DataFrame, metric: str, methods: Sequence[str], behaviours: Sequence[str], ax):
     """Grouped bars mean +/- SEM over splits per behaviour, one bar per method."""
     present = [b for b in behaviours if b in set(table.behaviour)]
@@ -181,8 +189,8 @@ def draw_per_behaviour(table: pd.DataFrame, metric: str, methods: Sequence[str],
         x = np.arange(len(present)) + (j - (len(methods) - 1) / 2) * width
         mean = [part["mean"].get(b, np.nan) for b in present]
         sem = [part["sem"].get(b, np.nan) for b in present]
-        ax.bar(x, mean, width * 0.9, yerr=np.nan_to_num(sem), color=METHOD_COLORS.get(method, "grey"),
-               label=METHOD_LABELS.get(method, method), capsize=1.5, error_kw={"lw": 0.6})
+        ax.bar(x, mean, width * 0.9, color=METHOD_COLORS.get(method, "grey"), label=METHOD_LABELS.get(method, method))
+        _error_bars(ax, x, mean, sem)
     ax.set_xticks(range(len(present)), present, rotation=45, fontsize=6.5)
     ax.set_ylabel(metric)
     ax.set_ylim(0, 1.05)
@@ -248,8 +256,8 @@ def draw_methods(summary: pd.DataFrame, ax, metric: str = "f1"):
     for ds in datasets:
         part = summary[summary.dataset == ds]
         xs = x0 + np.arange(len(part))
-        ax.bar(xs, part[metric], 0.8, yerr=np.nan_to_num(part[f"{metric}_sem"]),
-               color=[METHOD_COLORS.get(m, "grey") for m in part.method], capsize=1.5, error_kw={"lw": 0.6})
+        ax.bar(xs, part[metric], 0.8, color=[METHOD_COLORS.get(m, "grey") for m in part.method])
+        _error_bars(ax, xs, part[metric].to_numpy(), part[f"{metric}_sem"].to_numpy())
         ax.scatter(xs, part[f"chance_{metric}"], marker="_", color="black", s=60, zorder=3)
         human = part[f"human_{metric}"].dropna()
         if len(human):

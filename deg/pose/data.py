@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from deg.pose.features import SKELETONS, Skeleton
+from deg.pose.features import SKELETONS, Skeleton, select_points
 
 # Skeleton by dataset id when dataset.json does not name one the feature table knows.
 DATASET_SKELETONS = {"rat_social": "rat_social", "behaviordepot_freezing": "behaviordepot",
-                     "ethome_social": "ethome", "sturman_oft": "sturman"}
+                     "ethome_social": "ethome", "sturman_oft_pose": "sturman"}
 
 
 class PoseDataError(ValueError):
@@ -94,12 +94,13 @@ def load_pose_set(dataset, skeleton: Skeleton | None = None, min_units: int = 5)
     for item in iter_pose_labels(dataset):
         if dataset.train_annotator not in item.labels:
             continue
+        xy, names = select_points(item.pose.xy, item.pose.points, skeleton, str(dataset.pose_path(item.video)))
         if points is None:
-            points, animals = list(item.pose.points), list(item.pose.animals)
-        elif list(item.pose.points) != points or len(item.pose.animals) != len(animals):
-            raise PoseDataError(f"{dataset.pose_path(item.video)}: points {item.pose.points} x animals "
-                                f"{item.pose.animals} differ from the dataset's first video ({points} x {animals})")
-        pose[item.video] = np.asarray(item.pose.xy)
+            points, animals = names, list(item.pose.animals)
+        elif names != points or len(item.pose.animals) != len(animals):
+            raise PoseDataError(f"{dataset.pose_path(item.video)}: points {names} x animals {item.pose.animals} "
+                                f"differ from the dataset's first video ({points} x {animals})")
+        pose[item.video] = xy
         labels[item.video] = np.asarray(item.labels[dataset.train_annotator])
         for a, m in item.labels.items():
             if a != dataset.train_annotator:

@@ -44,7 +44,8 @@ class Skeleton:
     distances: groups of (a, b) pairs; each group is one feature, the mean of its distances.
     between: (a, b) pairs across animals: distance from animal i's a to animal j's b, i != j.
     arena: points that mark the arena (e.g. its corners); their median extent normalises the
-    coordinates. Without them the arena is the 1st-99th percentile extent of the animals' points.
+    coordinates. Without them (and without the dataset's ``arena_px``) the arena is the 1st-99th
+    percentile extent of the animals' points.
     """
 
     name: str
@@ -58,6 +59,12 @@ class Skeleton:
     between: tuple[tuple[str, str], ...] = ()
     arena: tuple[str, ...] = ()
     description: str = ""
+    # (point, (other names of it in pose files, ...)): lets one skeleton read files whose
+    # trackers named the same point differently (BehaviorDEPOT's two demo sessions do)
+    aliases: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # likelihood below which points are interpolated; None = HPARAMS["keypoint_min_likelihood"]
+    # (the paper's 0.9, for its single-mouse DeepLabCut models)
+    min_likelihood: float | None = None
 
     def __post_init__(self) -> None:
         known = set(self.points) | {"centroid"}
@@ -124,18 +131,25 @@ SKELETONS: dict[str, Skeleton] = {
         distances=((("top", "tail"),), (("tail", "tail-e"),), (("top", "body"),), (("body", "tail"),)),
         polygon=("top", "body", "tail", "tail-m"),
         between=(("top", "top"), ("top", "body"), ("top", "tail"), ("body", "body")),
+        # multi-animal DeepLabCut (dlcrnet) reports lower likelihoods: measured on video 10, 20% of
+        # points reach 0.9 and 73% reach 0.5; at 0.9 most points would be interpolated
+        min_likelihood=0.5,
         description="two rats x 5 midline points (Caltech annotations)"),
-    # behaviordepot_freezing: one mouse, 8 points.
+    # behaviordepot_freezing: one mouse, 8 points (demo1 and demo2 name them differently; demo1's
+    # "Tail" and demo2's "midtail" both stand for the tail point here).
     "behaviordepot": Skeleton(
-        "behaviordepot", points=("Nose", "Left Ear", "Right Ear", "Tailbase", "Left Leg", "Right Leg", "Mid-Back",
-                                 "Tail"),
-        front="Nose", back="Tailbase", centroid=("Mid-Back",),
-        angles=(("Tail", "Tailbase", "Nose"), ("Left Leg", "centroid", "Nose"), ("Right Leg", "centroid", "Nose"),
-                ("Nose", "Mid-Back", "Tailbase")),
-        distances=((("Nose", "Tailbase"),), (("Tailbase", "Tail"),), (("Left Ear", "Right Ear"),),
-                   (("Left Leg", "Right Leg"),), (("Left Ear", "Nose"), ("Right Ear", "Nose")),
-                   (("Left Leg", "Left Ear"), ("Right Leg", "Right Ear"))),
-        polygon=("Nose", "Right Ear", "Right Leg", "Tailbase", "Left Leg", "Left Ear"),
+        "behaviordepot", points=("nose", "left_ear", "right_ear", "mid_back", "left_hip", "right_hip", "tailbase",
+                                 "tail"),
+        front="nose", back="tailbase", centroid=("mid_back",),
+        angles=(("tail", "tailbase", "nose"), ("left_hip", "centroid", "nose"), ("right_hip", "centroid", "nose"),
+                ("nose", "mid_back", "tailbase")),
+        distances=((("nose", "tailbase"),), (("tailbase", "tail"),), (("left_ear", "right_ear"),),
+                   (("left_hip", "right_hip"),), (("left_ear", "nose"), ("right_ear", "nose")),
+                   (("left_hip", "left_ear"), ("right_hip", "right_ear"))),
+        polygon=("nose", "right_ear", "right_hip", "tailbase", "left_hip", "left_ear"),
+        aliases=(("nose", ("Nose",)), ("left_ear", ("Left Ear", "l_ear")), ("right_ear", ("Right Ear", "r_ear")),
+                 ("mid_back", ("Mid-Back", "midback")), ("left_hip", ("Left Leg", "l_hip")),
+                 ("right_hip", ("Right Leg", "r_hip")), ("tailbase", ("Tailbase",)), ("tail", ("Tail", "midtail"))),
         description="BehaviorDEPOT mouse, 8 points"),
     # ethome_social: adult and juvenile mouse, 7 points each (the CalMS21 layout).
     "ethome": Skeleton(
@@ -175,10 +189,26 @@ def get_skeleton(name: str) -> Skeleton:
 def point_index(points: Sequence[str], skeleton: Skeleton, source: str = "pose") -> dict[str, int]:
     """{name: column} of the skeleton's points (and arena points) in a pose's ``points``."""
     points = list(points)
-    missing = [p for p in skeleton.points if p not in points]
+    aliases = dict(skeleton.aliases)
+    index, missing = {}, []
+    for p in list(skeleton.points) + list(skeleton.arena):
+        found = [n for n in (p, *aliases.get(p, ())) if n in points]
+        if found:
+            index[p] = points.index(found[0])
+        elif p in skeleton.points:
+            missing.append(p)
     if missing:
         raise SkeletonError(f"{source}: skeleton {skeleton.name!r} needs points {missing}; the pose has {points}")
-    return {p: points.index(p) for p in list(skeleton.points) + [p for p in skeleton.arena if p in points]}
+    return index
+
+
+def select_points(pose: np.ndarray, points: Sequence[str], skeleton: Skeleton,
+                  source: str = "pose") -> tuple[np.ndarray, list[str]]:
+    """(pose (T, A, P', 3), names): the skeleton's points (then its arena points found) under their
+    skeleton names, whatever the file called them or in which order."""
+    index = point_index(points, skeleton, source)
+    names = list(index)
+    return np.asarray(pose)[:, :, [index[n] for n in names]], names
 
 
 def interpolate(pose: np.ndarray, points: Sequence[str], min_likelihood: float) -> np.ndarray:
@@ -198,14 +228,17 @@ def interpolate(pose: np.ndarray, points: Sequence[str], min_likelihood: float) 
 
 def arena_box(xy: np.ndarray, index: dict[str, int], skeleton: Skeleton,
               arena_px: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(origin (2,), size (2,)) of the arena in pixels: ``arena_px`` (H, W) when the dataset
-    knows it, else the skeleton's arena points, else the animals' 1st-99th percentile extent;
-    xy: interpolated (T, A, P, 2)."""
-    if arena_px is not None:
-        return np.zeros(2, np.float32), np.array([arena_px[1], arena_px[0]], np.float32)
+    """(origin (2,), size (2,)) of the arena in pixels; xy: interpolated (T, A, P, 2).
+
+    In order: the skeleton's arena points (e.g. tracked corners: origin and size), the dataset's
+    ``arena_px`` (H, W) with origin (0, 0) (the synthetic arena fills the frame), else the
+    animals' 1st-99th percentile extent.
+    """
     corners = [index[p] for p in skeleton.arena if p in index]
     if len(corners) >= 2:
         pts = np.nanmedian(xy[:, 0, corners, :], axis=0)                  # (n_corners, 2)
+    elif arena_px is not None:
+        return np.zeros(2, np.float32), np.array([arena_px[1], arena_px[0]], np.float32)
     else:
         body = xy[:, :, [index[p] for p in skeleton.points], :].reshape(-1, 2)
         body = body[np.isfinite(body).all(axis=1)]
@@ -215,9 +248,14 @@ def arena_box(xy: np.ndarray, index: dict[str, int], skeleton: Skeleton,
     return lo.astype(np.float32), size.astype(np.float32)
 
 
-def normalised_points(pose: np.ndarray, points: Sequence[str], skeleton: Skeleton, min_likelihood: float,
+def normalised_points(pose: np.ndarray, points: Sequence[str], skeleton: Skeleton, min_likelihood: float | None,
                       source: str = "pose", arena_px: Sequence[float] | None = None) -> np.ndarray:
-    """(T, A, P_s + 1, 2) float32: the skeleton's points and the centroid, in arena units [0, 1]."""
+    """(T, A, P_s + 1, 2) float32: the skeleton's points and the centroid, in arena units [0, 1].
+
+    ``min_likelihood``: the skeleton's own threshold wins when it has one.
+    """
+    if skeleton.min_likelihood is not None:
+        min_likelihood = skeleton.min_likelihood
     index = point_index(points, skeleton, source)
     xy = interpolate(pose, points, min_likelihood)
     origin, size = arena_box(xy, index, skeleton, arena_px)
@@ -278,7 +316,7 @@ def frame_features(pts: np.ndarray, skeleton: Skeleton) -> np.ndarray:
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def pose_features(pose: np.ndarray, points: Sequence[str], skeleton: Skeleton, min_likelihood: float,
+def pose_features(pose: np.ndarray, points: Sequence[str], skeleton: Skeleton, min_likelihood: float | None,
                   source: str = "pose", arena_px: Sequence[float] | None = None) -> np.ndarray:
     """Pose (T, A, P, 3) -> keypoint features (T, F): interpolate, normalise, expand."""
     return frame_features(normalised_points(pose, points, skeleton, min_likelihood, source, arena_px), skeleton)

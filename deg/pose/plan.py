@@ -19,7 +19,7 @@ from pathlib import Path
 from deg import paths
 from deg.presets import get_profile
 
-REAL_POSE_DATASETS = ("rat_social", "behaviordepot_freezing", "ethome_social", "sturman_oft")
+REAL_POSE_DATASETS = ("rat_social", "behaviordepot_freezing", "ethome_social", "sturman_oft_pose")
 # keep in step with deg.pose.run.METHODS (not imported: it would import numpy/pandas only, but
 # the run module is the one place that defines them)
 METHODS = ("pose_mlp", "pose_unsup", "contrastive_pose", "rf_features", "rf_coords")
@@ -83,6 +83,11 @@ class PosePlan:
     @property
     def datasets(self) -> list[str]:
         return self.synthetic + self.real
+
+    @property
+    def skipped_lines(self) -> list[str]:
+        """``"dataset: reason"`` per skipped real dataset (a notebook parameter without braces)."""
+        return [f"{ds}: {why}" for ds, why in self.skipped.items()]
 
     @property
     def runs(self) -> list[tuple[str, str]]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -233,8 +234,12 @@ def _feature_values(prep: Prepared, split, run_dir: Path, seed: int) -> None:
 # The run
 # --------------------------------------------------------------------------------------
 def run_method(prep: Prepared, method: str, split_k: int, split, profile: str, seed: int = 0,
-               progress: bool = True) -> Path:
-    """Run (or reuse) one method on one split; returns the run folder."""
+               progress: bool = True, out_root: Path | None = None) -> Path:
+    """Run (or reuse) one method on one split; returns the run folder.
+
+    ``out_root`` replaces ``deg.paths.results_dir()`` (the method notebooks write to a scratch
+    folder so that trying parameters never touches the workflow's cached runs).
+    """
     from deg.postprocess import best_thresholds, min_bout_lengths, postprocess
     from deg.pose.tables import evaluate_predictions
     from deg.train.store import StageDir, run_lock
@@ -243,7 +248,7 @@ def run_method(prep: Prepared, method: str, split_k: int, split, profile: str, s
         raise ValueError(f"unknown pose method {method!r}; known: {', '.join(METHODS)}")
     ps, hp = prep.pose_set, prep.hp
     name = split_name(split_k)
-    run_dir = paths.run_dir(profile, ps.dataset_id, method, name)
+    run_dir = (Path(out_root) if out_root else paths.results_dir()) / profile / ps.dataset_id / method / name
     config = {"method": method, "profile": profile, "seed": seed, "hparams": hp, "skeleton": ps.skeleton.to_dict(),
               "split": {"train": split.train, "val": split.val, "test": split.test}, "data": prep.data_key,
               "code": _code_hash()}
@@ -259,6 +264,8 @@ def run_method(prep: Prepared, method: str, split_k: int, split, profile: str, s
                 print(f"deg pose {ps.dataset_id}/{method}/{name} [{profile}]: cached -> {run_dir}")
             return run_dir
         stage.prepare()
+        # predictions of another configuration (e.g. another split's units) must not linger
+        shutil.rmtree(run_dir / "predictions", ignore_errors=True)
         io.write_json(run_dir / "split.json", {"train": split.train, "val": split.val, "test": split.test,
                                                "segments": {u: list(s) for u, s in ps.segments.items()}})
         thresholds = min_len = None
@@ -295,8 +302,10 @@ def run_method(prep: Prepared, method: str, split_k: int, split, profile: str, s
 
 
 def run(dataset: str, split: int | str = 0, profile: str = "demo", methods=METHODS, seed: int = 0,
-        skeleton: str | None = None, progress: bool = True, **overrides: Any) -> dict[str, Path]:
-    """Run ``methods`` on split ``split`` of ``dataset``; overrides replace pose hyperparameters."""
+        skeleton: str | None = None, progress: bool = True, out_root: str | Path | None = None,
+        **overrides: Any) -> dict[str, Path]:
+    """Run ``methods`` on split ``split`` of ``dataset``; overrides replace pose hyperparameters
+    (:func:`pose_hparams`); ``skeleton`` names an entry of :data:`deg.pose.features.SKELETONS`."""
     from deg.data.datasets import open_dataset
     from deg.pose.data import load_pose_set
     from deg.pose.features import get_skeleton
@@ -307,7 +316,7 @@ def run(dataset: str, split: int | str = 0, profile: str = "demo", methods=METHO
     prep = Prepared(pose_set, hp)
     k = int(split_name(split)[len("split"):])
     the_split = prep.splits(seed)[k]
-    return {m: run_method(prep, m, k, the_split, profile, seed, progress) for m in methods}
+    return {m: run_method(prep, m, k, the_split, profile, seed, progress, out_root) for m in methods}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -119,25 +119,24 @@ def fit_clusters(samples: np.ndarray, hp: dict[str, Any], seed: int) -> Clusteri
                             n_epochs=hp.get("umap_n_epochs"), init="random")
         emb = reducer.fit_transform(z).astype(np.float32)
     min_size = max(2, int(round(hp["hdbscan_min_cluster_fraction"] * len(z))))
-    labels = HDBSCAN(min_cluster_size=min_size).fit_predict(emb)
+    labels = HDBSCAN(min_cluster_size=min_size, copy=True).fit_predict(emb)
     if labels.max() < 0:                        # everything noise: one cluster
         labels = np.zeros(len(z), int)
     n_clusters = int(labels.max()) + 1
     keep = labels >= 0
     classifier, acc = None, 1.0
     if n_clusters > 1:
+        # B-SOiD's check of its fast assignment: fit on 80% of the clustered bins, score the rest;
+        # the same classifier then assigns every frame
         rng = np.random.default_rng(seed)
         idx = rng.permutation(np.flatnonzero(keep))
         n_test = max(1, len(idx) // 5)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")    # ConvergenceWarning at small max_iter
-            held = MLPClassifier(hidden_layer_sizes=tuple(hp["bsoid_classifier_hidden"]),
-                                 max_iter=int(hp["bsoid_classifier_max_iter"]), random_state=seed)
-            held.fit(z[idx[n_test:]], labels[idx[n_test:]])
-            acc = float((held.predict(z[idx[:n_test]]) == labels[idx[:n_test]]).mean())
             classifier = MLPClassifier(hidden_layer_sizes=tuple(hp["bsoid_classifier_hidden"]),
                                        max_iter=int(hp["bsoid_classifier_max_iter"]), random_state=seed)
-            classifier.fit(z[keep], labels[keep])
+            classifier.fit(z[idx[n_test:]], labels[idx[n_test:]])
+            acc = float((classifier.predict(z[idx[:n_test]]) == labels[idx[:n_test]]).mean())
     return Clustering(emb, labels, n_clusters, classifier, mean.astype(np.float32), std.astype(np.float32), acc)
 
 

@@ -139,3 +139,30 @@ def test_broken_projects(boris_dir, tmp_path):
     truncated.write_text((boris_dir / PROJECT).read_text()[:500])
     with pytest.raises(LabelFormatError, match="cut.boris: not valid JSON"):
         read_boris_project(truncated)
+
+
+def test_aggregated_export_and_modifiers(boris_dir, tmp_path):
+    """The newer export layouts give the same frames as the classic one."""
+    (classic,) = read_boris(boris_dir / SIMULTANEOUS)
+    expected, _ = observation_labels(classic)["mouse"]
+    aggregated = tmp_path / "aggregated.tsv"                 # one row per bout (BORIS "aggregated events")
+    aggregated.write_text(
+        "Observation id\tMedia duration (s)\tFPS (frame/s)\tSubject\tBehavior\tBehavior type\tStart (s)\tStop (s)\n"
+        "testvid\t336.0\t30.0\tmouse\tmm\tState event\t9.955\t11.256\n"
+        "testvid\t336.0\t30.0\tmouse\tmm\tState event\t26.605\t31.705\n"
+        "testvid\t336.0\t30.0\tmouse\taa\tState event\t28.205\t30.630\n")
+    (obs,) = read_boris(aggregated)
+    assert obs.fps == 30.0 and obs.length_s == 336.0
+    np.testing.assert_array_equal(observation_labels(obs)["mouse"][0], expected)
+    # the newer tabular export: 'Behavior type' holds START/STOP, modifiers pair separately
+    tabular = tmp_path / "tabular.csv"
+    tabular.write_text("Observation id,Media duration (s),FPS,Subject,Behavior,Modifier #1,Behavior type,Time\n"
+                       "o,2.0,10,m,walk,fast,START,0.1\no,2.0,10,m,walk,slow,START,0.3\n"
+                       "o,2.0,10,m,walk,fast,STOP,0.5\no,2.0,10,m,walk,slow,STOP,0.9\n")
+    (obs,) = read_boris(tabular)
+    walk = observation_labels(obs)["m"][0][:, 1]
+    assert np.flatnonzero(walk).tolist() == list(range(1, 9))
+    bad = tmp_path / "bad_aggregated.csv"
+    bad.write_text("Subject,Behavior,Behavior type,Start (s),Stop (s),FPS (frame/s)\nm,walk,State event,3,2,10\n")
+    with pytest.raises(LabelFormatError, match="bad_aggregated.csv: line 2: stop 2 before start 3"):
+        read_boris(bad)

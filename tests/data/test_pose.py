@@ -70,6 +70,9 @@ def test_write_read_round_trip_and_content_detection(tmp_path):
     misnamed.write_bytes(path.read_bytes())
     np.testing.assert_allclose(read_pose(misnamed).xy, pose.xy, rtol=1e-6, equal_nan=True)
     assert not list(tmp_path.glob(".tmp-*"))                  # the write was atomic
+    with pytest.raises(ValueError, match="contain a comma"):
+        write_pose(tmp_path / "bad.csv", Pose(xy=pose.xy[:, :1, :1], animals=["a,b"], points=["nose"]))
+    assert not (tmp_path / "bad.csv").exists()
 
 
 def test_broken_files_name_the_file(tmp_path, shared_data):

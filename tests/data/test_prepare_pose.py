@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import socket
 import http.server
 import threading
 import warnings
@@ -97,6 +98,7 @@ def test_sturman_oft_pose(served):
     shared, _ = served
     ds = prepare.prepare("sturman_oft_pose", progress=False)
     assert ds.videos == ["OFT_38", "OFT_44"] and ds.annotators == ["FA", "Jin", "OS"]
+    assert ds.behaviours == ["background", "Supported", "Unsupported"] and "Grooming" in ds.extra["dropped_behaviours"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         parsed = read_sturman(shared / "sturman/OFT/AllLabDataOFT_final.csv")
@@ -117,6 +119,9 @@ def test_rat_social_subset_and_reuse(served):
     assert ds.videos == videos and ds.extra["subset"] and ds.fps == 30.0
     trimmed = ds.extra["trimmed"]["labels past the pose file's end, frames cut"]
     assert trimmed == {"session14": 59}
+    unannotated = ds.extra["trimmed"]["pose frames after the last annotation, unlabelled (-1)"]
+    for video in videos:
+        assert int((ds.labels(video)[:, 0] == -1).sum()) == unannotated.get(video, 0)
     for n, video in zip(RAT_SESSIONS, videos):
         pose = ds.pose(video)
         assert pose.animals == ["individual1", "individual2"] and pose.points == ["top", "body", "tail", "tail-m", "tail-e"]
@@ -140,3 +145,18 @@ def test_tampered_mirror_file_is_refused(served, tmp_path, monkeypatch):
     with pytest.raises(download.ChecksumError, match="e3v813a-20210610T122332-122642_reencode.csv.*sha256"):
         prepare.prepare("ethome_social", progress=False)
     assert not prepare.is_prepared("ethome_social")
+
+
+def test_prepare_or_skip(served, tmp_path, monkeypatch):
+    ds, reason = prepare_pose.prepare_or_skip("ethome_social")          # reachable mirror: prepared
+    assert reason == "" and ds.videos == ["e3v813a-20210610T122332-122642"]
+    assert prepare_pose.prepare_or_skip("ethome_social")[0].root == ds.root   # on disk: reused
+    monkeypatch.setenv("DEG_DATA_MIRROR", str(tmp_path / "empty"))
+    ds, reason = prepare_pose.prepare_or_skip("behaviordepot_freezing")
+    assert ds is None and "behaviordepot_freezing: skipped" in reason and "not in the mirror folder" in reason
+    with socket.socket() as sock:                                        # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("DEG_DATA_MIRROR", f"http://127.0.0.1:{port}")
+    ds, reason = prepare_pose.prepare_or_skip("sturman_oft_pose", timeout=2.0)
+    assert ds is None and "mirror not reachable" in reason

@@ -40,7 +40,7 @@ rule pose_figure:
         posefig="|".join(POSE_FIGURES),
     run:
         shell(notebook(POSE_FIGURES[wildcards.posefig], "{log}", profile=PROFILE, datasets=POSE.datasets,
-                       skipped=POSE.skipped))
+                       skipped=POSE.skipped_lines))
 
 
 ruleorder: pose_figure > figure

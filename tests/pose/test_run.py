@@ -1,0 +1,75 @@
+"""Pose runs end to end on synthetic_tiny: DEG's splits, tidy tables, caching by key; the plan."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deg.data import synthetic
+from deg.data.datasets import open_dataset
+from deg.evaluate import METRIC_COLUMNS
+from deg.pose import plan as P
+from deg.pose import run as R
+from deg.pose.data import load_pose_set
+
+
+@pytest.fixture
+def tiny(isolated):
+    synthetic.generate("synthetic_tiny", progress=False)
+    return open_dataset("synthetic_tiny")
+
+
+def test_runs_share_deg_splits_write_tidy_tables_and_cache(tiny, isolated):
+    from deg.pipeline import resolve_split
+
+    out = R.run("synthetic_tiny", 0, "tiny", methods=("rf_coords", "pose_mlp"), progress=False)
+    deg_split = resolve_split("synthetic_tiny", 0, "tiny")
+    for method, run_dir in out.items():
+        split = json.loads((run_dir / "split.json").read_text())
+        assert (split["train"], split["val"], split["test"]) == (deg_split.train, deg_split.val, deg_split.test)
+        m = pd.read_csv(run_dir / "metrics.csv")
+        assert list(m.columns) == METRIC_COLUMNS and set(m.preset) == {method}
+        assert {"model", "shuffle", "human2", "human3"} <= set(m.source)
+        assert set(m[m.source == "model"].video) == set(split["test"]) | {"all"}
+        with np.load(run_dir / "predictions" / f"{split['test'][0]}.npz") as z:
+            assert z["preds"].shape == tiny.labels(split["test"][0]).shape
+            # background is the logical not of the other behaviours (DEG's postprocessing)
+            np.testing.assert_array_equal(z["preds"][:, 0], z["preds"][:, 1:].sum(1) == 0)
+        assert {"bouts.csv", "transitions.csv", "train_frames.csv", "agreement.csv"} <= {p.name for p in run_dir.iterdir()}
+    first = (out["rf_coords"] / "model" / "DONE").read_text()
+    again = R.run("synthetic_tiny", 0, "tiny", methods=("rf_coords",), progress=False)["rf_coords"]
+    assert (again / "model" / "DONE").read_text() == first                  # reused, not recomputed
+    changed = R.run("synthetic_tiny", 0, "tiny", methods=("rf_coords",), progress=False, rf_n_estimators=3)
+    assert (changed["rf_coords"] / "model" / "DONE").read_text() != first   # another key: recomputed
+    with pytest.raises(TypeError, match="unknown pose override"):
+        R.pose_hparams("tiny", no_such_thing=1)
+
+
+def test_few_videos_are_cut_into_segments(tiny):
+    ps = load_pose_set(tiny, min_units=9)
+    assert len(ps.units) == 10 and ps.segments and all("@" in u for u in ps.units)
+    video, start, stop = ps.segments[ps.units[0]]
+    np.testing.assert_array_equal(ps.labels[ps.units[0]], tiny.labels(video)[start:stop])
+    assert set(ps.humans) == {"human2", "human3"}
+
+
+def test_plan_offline_is_synthetic_only_and_says_why(isolated, monkeypatch):
+    monkeypatch.setattr(P, "PROBE_TIMEOUT_S", 0.5)
+    monkeypatch.setenv("DEG_DATA_MIRROR", str(isolated / "empty_mirror"))
+    plan = P.pose_plan("tiny")
+    assert plan.synthetic == ["synthetic_tiny"] and plan.real == []
+    assert set(plan.skipped) == set(P.REAL_POSE_DATASETS) and all(plan.skipped.values())
+    assert plan.run_outputs("R")[:1] == ["R/synthetic_tiny/pose_mlp/split0/metrics.csv"]
+    narrowed = P.pose_plan("tiny", "synthetic_tiny")
+    assert "not in DATASETS" in narrowed.skipped["rat_social"]
+
+
+def test_plan_takes_a_reachable_mirror(isolated, monkeypatch, shared_data):
+    from deg.data import download
+
+    root = download.build_local_mirror(isolated / "mirror", ["sturman_oft_pose"], shared=shared_data)
+    monkeypatch.setenv("DEG_DATA_MIRROR", str(root))
+    plan = P.pose_plan("tiny", "synthetic_tiny sturman_oft_pose")
+    assert plan.real == ["sturman_oft_pose"] and plan.datasets == ["synthetic_tiny", "sturman_oft_pose"]
