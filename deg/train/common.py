@@ -107,7 +107,17 @@ class RunContext:
     seed: int
     progress: bool = True
     norm: dict[str, list[float]] | None = None   # {"mean": [3], "std": [3]} once known
+    # Lightning Fabric the stages train on (deg.train.distributed); None: one process on ``device``
+    fabric: Any = None
     _frames: dict[str, np.ndarray] | None = field(default=None, repr=False)
+
+    def training_fabric(self):
+        """The run's Fabric (made on first use: one process on ``device`` with ``precision``)."""
+        if self.fabric is None:
+            from deg.train.distributed import make_fabric
+
+            self.fabric = make_fabric(self.device, self.precision)
+        return self.fabric
 
     @property
     def behaviours(self) -> list[str]:
@@ -150,15 +160,17 @@ class RunContext:
                              contrast=float(self.hparams["aug_contrast"]))
 
     def clip_batch(self, videos, centers, n_frames: int, augment: ClipAugmenter | None = None,
-                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   generator: torch.Generator | None = None,
+                   params: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(raw, standardised) float clips (B, 3, n_frames, H, W) on the device; raw is in [0, 1].
 
-        Augmentation (training only) happens on the device, after the uint8 copy (4x less traffic).
+        Augmentation (training only) happens on the device, after the uint8 copy (4x less traffic);
+        ``params``: augmentation parameters drawn beforehand (``augment.sample``), else drawn now.
         """
         frames = to_device(gather_clips(self.frames, videos, centers, n_frames), self.device)
         clip = to_float_clip(frames)
         if augment is not None:
-            clip = augment(clip, generator)
+            clip = augment(clip, generator, params)
         return clip, self.standardizer(clip)
 
     def label_rows(self, videos, frames) -> np.ndarray:

@@ -18,6 +18,7 @@ import torch
 
 from deg import io
 from deg.train.clips import FrameSampler
+from deg.train.distributed import shard, take
 from deg.train.common import RunContext, load_pretrained, mean_f1, prepare_model, seed_everything, stage_seed
 from deg.train.loop import FitResult, LoopConfig, WeightPenalty, fit, load_best_weights
 
@@ -73,11 +74,15 @@ def train(ctx: RunContext, stage_dir: Path, key: str, flow_model: torch.nn.Modul
     val_labels = ctx.label_rows(val_videos, val_centers)
     augment = ctx.augmenter()
     batch = ctx.profile.feature_batch
+    fabric = ctx.training_fabric()
+    net = fabric.setup_module(model)         # DDP wrapper under several processes
+    rows = shard(fabric, batch)              # this process's slice of each global batch
 
     def train_step(step: int) -> torch.Tensor:
         videos, centers = sampler.sample(batch)
-        _, clip = ctx.clip_batch(videos, centers, n, augment, gen)
-        out = _forward(ctx, flow_model, model, clip)
+        videos, centers, params = take(rows, videos, centers, augment.sample(batch, gen))
+        _, clip = ctx.clip_batch(videos, centers, n, augment, gen, params)
+        out = _forward(ctx, flow_model, net, clip)
         targets = torch.from_numpy(ctx.label_rows(videos, centers)).float().to(ctx.device)
         loss = focal_loss(out["logits"].float(), targets, pos_weight, gamma=h["focal_gamma"],
                           smoothing=h["label_smoothing"])
@@ -90,8 +95,8 @@ def train(ctx: RunContext, stage_dir: Path, key: str, flow_model: torch.nn.Modul
             probs.append(torch.sigmoid(_forward(ctx, flow_model, model, clip)["logits"].float()).cpu().numpy())
         return mean_f1(np.concatenate(probs), val_labels)
 
-    return fit(stage_dir, model, train_step, validate, loop_config(ctx), key=key, regulariser=reg,
-               generators={"sampler": np_rng, "augment": gen}, precision=ctx.precision,
+    return fit(stage_dir, net, train_step, validate, loop_config(ctx), key=key, regulariser=reg,
+               generators={"sampler": np_rng, "augment": gen}, fabric=fabric,
                desc=f"{STAGE} {ctx.preset.feature_extractor}", progress=ctx.progress)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from deg.train.clips import sample_windows, window
+from deg.train.distributed import shard, take
 from deg.train.common import RunContext, mean_f1, seed_everything, stage_seed
 from deg.train.loop import FitResult, LoopConfig, WeightPenalty, fit, load_best_weights
 
@@ -86,15 +87,18 @@ def train(ctx: RunContext, stage_dir: Path, key: str, features: dict[str, dict[s
     L, batch = ctx.profile.sequence_length, ctx.profile.sequence_batch
     lengths = {v: len(features[v]["x"]) for v in ctx.split.train}
     val_labels = np.concatenate([ctx.labels[v] for v in ctx.split.val])
+    fabric = ctx.training_fabric()
+    net = fabric.setup_module(model)         # DDP wrapper under several processes
+    rows = shard(fabric, batch)              # this process's slice of each global batch
 
     def train_step(step: int) -> torch.Tensor:
-        videos, starts = sample_windows(lengths, ctx.split.train, L, batch, np_rng)
+        videos, starts = take(rows, *sample_windows(lengths, ctx.split.train, L, batch, np_rng))
         x = np.stack([window(features[v]["x"], s, L, 0.0) for v, s in zip(videos, starts)])  # (B, L, D)
         y = np.stack([window(ctx.labels[v], s, L, -1) for v, s in zip(videos, starts)])       # (B, L, K)
         x = torch.from_numpy(x).to(ctx.device).transpose(1, 2)                                # (B, D, L)
         y = torch.from_numpy(y).to(ctx.device).transpose(1, 2)                                # (B, K, L)
         # -1 (unlabelled or padding past the end of a video) carries no loss
-        loss = focal_loss(model(x).float(), y, pos_weight, gamma=h["focal_gamma"], smoothing=h["label_smoothing"])
+        loss = focal_loss(net(x).float(), y, pos_weight, gamma=h["focal_gamma"], smoothing=h["label_smoothing"])
         return loss
 
     def validate() -> float:
@@ -103,8 +107,8 @@ def train(ctx: RunContext, stage_dir: Path, key: str, features: dict[str, dict[s
 
     # plain L2 (no pretrained reference): every decayed weight towards zero
     reg = WeightPenalty(model, alpha=0.0, beta=h["sequence_l2_alpha"])
-    return fit(stage_dir, model, train_step, validate, loop_config(ctx), key=key, regulariser=reg,
-               generators={"sampler": np_rng}, precision=ctx.precision,
+    return fit(stage_dir, net, train_step, validate, loop_config(ctx), key=key, regulariser=reg,
+               generators={"sampler": np_rng}, fabric=fabric,
                desc=f"{STAGE} {ctx.preset.sequence_model}", progress=ctx.progress)
 
 
