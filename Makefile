@@ -6,7 +6,7 @@ PY       := .venv/bin/python
 SNAKE    := .venv/bin/snakemake --snakefile workflow/Snakefile --cores $(CORES) \
             --config profile=$(PROFILE) datasets="$(DATASETS)"
 
-.PHONY: help setup test figures data bench predict clean
+.PHONY: help setup test figures data bench predict tune clean
 
 help:            ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -31,6 +31,10 @@ bench:           ## inference frames/s and training steps/s of DEG_f/m/s -> resu
 
 predict:         ## predict VIDEOS="a.mp4 b.mp4" with the trained RUN=results/.../split0
 	$(PY) -m deg.infer --run $(RUN) $(VIDEOS)
+
+tune:            ## hyperparameter search: DATASET= PRESET= STAGE=feature|sequence TRIALS= [JOBS=] [SPLIT=]
+	$(PY) -m deg.tune $(DATASET) $(PRESET) --stage $(STAGE) --trials $(or $(TRIALS),20) \
+	    --profile $(PROFILE) --split $(or $(SPLIT),0) --jobs $(or $(JOBS),1)
 
 clean:           ## remove results/ and figures/ of PROFILE (data/ is kept)
 	rm -rf results/$(PROFILE) figures/$(PROFILE)

@@ -34,6 +34,17 @@ def seed_everything(seed: int) -> tuple[np.random.Generator, torch.Generator]:
     return np_rng, gen
 
 
+def stage_value(hparams: dict[str, Any], stage_prefix: str, name: str) -> Any:
+    """``hparams[f"{stage_prefix}_{name}"]`` when set (a value tuned for one stage), else ``hparams[name]``.
+
+    E.g. ``stage_value(h, "fe", "lr")``: the feature extractor's learning rate, ``h["lr"]`` unless
+    ``h["fe_lr"]`` is given (``deg.tune`` searches such per-stage names, so tuning one stage
+    leaves the stages before it, and their cached outputs, untouched).
+    """
+    own = hparams.get(f"{stage_prefix}_{name}")
+    return hparams[name] if own is None else own
+
+
 def cpu_supports_bf16() -> bool:
     """True when oneDNN has native bfloat16 kernels (AVX512-BF16/AMX); emulated bf16 is far slower."""
     try:

@@ -1,6 +1,7 @@
 """Lightning Fabric under the training loop: one process, or DDP over GPUs and nodes.
 
-Every stage trains through :func:`deg.train.loop.fit`, which runs on a ``lightning.fabric.Fabric``:
+Every stage trains through :func:`deg.train.loop.fit`, which runs on a ``lightning_fabric.Fabric``
+(the ``lightning_fabric`` package ships in the pinned ``pytorch-lightning`` distribution):
 
 * one process (the default, CPU or one GPU): a single-device strategy. The forward pass, the
   backward pass and the optimiser step are the same torch calls as a plain loop, so results are
@@ -21,21 +22,26 @@ contiguous slice (:func:`shard`). Only torch's global RNG (dropout) differs per 
 r > 0 reseeds it from the stage seed and r, so no two processes share dropout masks. Validation
 runs on every process and the metric of process 0 is broadcast, so every process takes the same
 learning-rate and stopping decisions; checkpoints and logs are written by process 0 alone.
+Batch norms are synchronised across GPUs (:func:`setup_module`); on CPUs each process normalises
+its own slice, so a CPU DDP run with batch norms is not the one-process run.
 """
 from __future__ import annotations
 
 import argparse
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
 # deg.train.loop.Precision.dtype -> Lightning's precision plugin
 LIGHTNING_PRECISION = {None: "32-true", torch.bfloat16: "bf16-mixed", torch.float16: "16-mixed"}
 
 
-def make_fabric(device: torch.device | str, precision=None, devices: int = 1, num_nodes: int = 1):
+def make_fabric(device: torch.device | str, precision=None, devices: int = 1, num_nodes: int = 1,
+                callbacks=None):
     """A Fabric on ``device``'s kind with ``precision`` (a :class:`deg.train.loop.Precision`).
+
+    ``callbacks``: objects whose ``on_validation(stage=, step=, metric=)`` the loop calls after
+    every validation (``fabric.call``; e.g. :mod:`deg.tune`'s pruning).
 
     ``devices`` > 1 or ``num_nodes`` > 1: DDP; call :func:`launch` (``fabric.launch()``) before
     training. One device: the given device itself (``cuda:1`` stays ``cuda:1``).
@@ -46,9 +52,22 @@ def make_fabric(device: torch.device | str, precision=None, devices: int = 1, nu
     name = LIGHTNING_PRECISION[getattr(precision, "dtype", None)]
     if devices * num_nodes > 1:
         return Fabric(accelerator=device.type, devices=devices, num_nodes=num_nodes, strategy="ddp",
-                      precision=name)
+                      precision=name, callbacks=callbacks)
     where: Any = [device.index] if device.type == "cuda" and device.index is not None else 1
-    return Fabric(accelerator=device.type, devices=where, precision=name)
+    return Fabric(accelerator=device.type, devices=where, precision=name, callbacks=callbacks)
+
+
+def setup_module(fabric, model: torch.nn.Module):
+    """``fabric.setup_module(model)``; under DDP on GPUs, batch norms first become ``SyncBatchNorm``.
+
+    Synchronised batch norms see the whole global batch, as one process would (the paper's batch
+    of 32 rather than 32 / N per GPU). torch has no CPU SyncBatchNorm: DDP on CPUs normalises
+    each process's slice of the batch. The layer keeps its parameter and buffer names, so
+    checkpoints load either way.
+    """
+    if fabric.world_size > 1 and fabric.device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return fabric.setup_module(model)
 
 
 def shard(fabric, global_batch: int) -> slice:
@@ -114,12 +133,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--hparams", default=None, help="JSON file of HPARAMS overrides (e.g. make tune's best.json)")
     args = parser.parse_args(argv)
     from deg import pipeline
+    from deg.presets import get_profile
+    from deg.train.common import choose_precision
     from deg.tune import read_overrides
 
     overrides = read_overrides(args.hparams) if args.hparams else {}
-    pipeline.run(args.dataset, args.preset, args.split, profile=args.profile, seed=args.seed,
-                 device=args.accelerator, devices=args.devices, num_nodes=args.nodes, **overrides)
-
+    device = torch.device(args.accelerator)
+    # the precision rule of a one-process run (so the stage keys, which record it, are the same)
+    precision = choose_precision(device, get_profile(args.profile).for_preset(args.preset).bf16)
+    fabric = make_fabric(device, precision, devices=args.devices, num_nodes=args.nodes)
+    fabric.launch()
+    split = int(args.split) if args.split.isdigit() else args.split
+    pipeline.run(args.dataset, args.preset, split, profile=args.profile, seed=args.seed, fabric=fabric,
+                 progress=True, **overrides)
 
 if __name__ == "__main__":
     main()

@@ -18,8 +18,9 @@ import torch
 
 from deg import io
 from deg.train.clips import FrameSampler
-from deg.train.distributed import shard, take
-from deg.train.common import RunContext, load_pretrained, mean_f1, prepare_model, seed_everything, stage_seed
+from deg.train.distributed import setup_module, shard, take
+from deg.train.common import (RunContext, load_pretrained, mean_f1, prepare_model, seed_everything, stage_seed,
+                              stage_value)
 from deg.train.loop import FitResult, LoopConfig, WeightPenalty, fit, load_best_weights
 
 STAGE = "feature"
@@ -32,7 +33,7 @@ def build(ctx: RunContext, pretrained: bool = False, on_device: bool = True) -> 
 
     model = build_two_stream(ctx.preset.feature_extractor, n_classes=ctx.n_classes,
                              n_flow_frames=ctx.preset.n_flow_frames - 1, n_rgb_frames=ctx.preset.n_rgb_frames,
-                             dropout=ctx.hparams["fe_dropout"])
+                             dropout=ctx.hparams["fe_dropout"], final_bn=ctx.hparams["fe_final_bn"])
     if pretrained:
         load_pretrained(model, ctx.preset.name, PART)
     return model if not on_device else prepare_model(model, ctx.device)
@@ -41,7 +42,7 @@ def build(ctx: RunContext, pretrained: bool = False, on_device: bool = True) -> 
 def loop_config(ctx: RunContext) -> LoopConfig:
     p, h = ctx.profile, ctx.hparams
     return LoopConfig(max_steps=p.feature_steps, val_every=p.val_every, patience_steps=p.lr_patience_steps,
-                      lr=h["lr"], lr_factor=h["lr_factor"], lr_min=h["lr_min"], mode="max")
+                      lr=stage_value(h, "fe", "lr"), lr_factor=h["lr_factor"], lr_min=h["lr_min"], mode="max")
 
 
 def _forward(ctx: RunContext, flow_model, model, clip: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -75,7 +76,7 @@ def train(ctx: RunContext, stage_dir: Path, key: str, flow_model: torch.nn.Modul
     augment = ctx.augmenter()
     batch = ctx.profile.feature_batch
     fabric = ctx.training_fabric()
-    net = fabric.setup_module(model)         # DDP wrapper under several processes
+    net = setup_module(fabric, model)        # DDP wrapper under several processes
     rows = shard(fabric, batch)              # this process's slice of each global batch
 
     def train_step(step: int) -> torch.Tensor:
@@ -96,7 +97,7 @@ def train(ctx: RunContext, stage_dir: Path, key: str, flow_model: torch.nn.Modul
         return mean_f1(np.concatenate(probs), val_labels)
 
     return fit(stage_dir, net, train_step, validate, loop_config(ctx), key=key, regulariser=reg,
-               generators={"sampler": np_rng, "augment": gen}, fabric=fabric,
+               generators={"sampler": np_rng, "augment": gen}, fabric=fabric, stage=STAGE,
                desc=f"{STAGE} {ctx.preset.feature_extractor}", progress=ctx.progress)
 
 
@@ -106,16 +107,17 @@ def load(ctx: RunContext, stage_dir: Path) -> torch.nn.Module:
 
 
 @torch.inference_mode()
-def extract(ctx: RunContext, out_dir: Path, flow_model, model, batch: int) -> list[str]:
+def extract(ctx: RunContext, out_dir: Path, flow_model, model, batch: int, videos=None) -> list[str]:
     """Write ``out_dir/<video>.npz`` (spatial (T, 512), flow (T, 512), fe_logits (T, K)) per video.
 
     Videos whose file exists are skipped (files are written atomically, so an existing one is
-    complete): a killed extraction resumes at the next video. Returns the videos written now.
+    complete): a killed extraction resumes at the next video. ``videos``: a subset of the run's
+    videos (one DDP process's share); None = all. Returns the videos written now.
     """
     from tqdm.auto import tqdm
 
     n = ctx.preset.n_flow_frames
-    todo = [v for v in ctx.videos if not (out_dir / f"{v}.npz").exists()]
+    todo = [v for v in (ctx.videos if videos is None else videos) if not (out_dir / f"{v}.npz").exists()]
     written = []
     total = sum(len(ctx.frames[v]) for v in todo)
     with tqdm(total=total, desc="features", disable=not ctx.progress, leave=False, dynamic_ncols=True) as bar:

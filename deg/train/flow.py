@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from deg.train.clips import FrameSampler
-from deg.train.distributed import shard, take
+from deg.train.distributed import setup_module, shard, take
 from deg.train.common import RunContext, load_pretrained, prepare_model, seed_everything, stage_seed
 from deg.train.loop import FitResult, LoopConfig, WeightPenalty, fit, load_best_weights
 
@@ -62,7 +62,7 @@ def train(ctx: RunContext, stage_dir: Path, key: str) -> FitResult:
     augment = ctx.augmenter()
     batch = ctx.profile.flow_batch
     fabric = ctx.training_fabric()
-    net = fabric.setup_module(model)         # DDP wrapper under several processes
+    net = setup_module(fabric, model)        # DDP wrapper under several processes
     rows = shard(fabric, batch)              # this process's slice of each global batch
 
     def train_step(step: int) -> torch.Tensor:
@@ -86,7 +86,7 @@ def train(ctx: RunContext, stage_dir: Path, key: str) -> FitResult:
         return float(np.average(losses, weights=weights))
 
     return fit(stage_dir, net, train_step, validate, loop_config(ctx), key=key, regulariser=reg,
-               generators={"sampler": np_rng, "augment": gen}, fabric=fabric,
+               generators={"sampler": np_rng, "augment": gen}, fabric=fabric, stage=STAGE,
                desc=f"{STAGE} {ctx.preset.flow_generator}", progress=ctx.progress)
 
 

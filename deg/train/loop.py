@@ -278,7 +278,8 @@ def load_best_weights(stage_dir: Path, build: Callable[[], torch.nn.Module]) -> 
 def fit(stage_dir: Path, model: torch.nn.Module, train_step: Callable[[int], torch.Tensor],
         validate: Callable[[], float], cfg: LoopConfig, *, key: str = "",
         generators: dict[str, Any] | None = None, regulariser: "WeightPenalty | None" = None,
-        precision: Precision | None = None, fabric=None, desc: str = "train", progress: bool = True) -> FitResult:
+        precision: Precision | None = None, fabric=None, stage: str = "", desc: str = "train",
+        progress: bool = True) -> FitResult:
     """Train ``model`` in ``stage_dir`` until the stopping rule; resume from ``last.pt`` if present.
 
     ``train_step(step)`` returns the scalar loss of one batch (it runs under autocast; the loop
@@ -293,7 +294,8 @@ def fit(stage_dir: Path, model: torch.nn.Module, train_step: Callable[[int], tor
     process on the model's device with ``precision``. Under DDP ``model`` must be the module
     ``fabric.setup_module`` returned (the one ``train_step`` calls, so gradients are averaged)
     and ``train_step`` trains on this process's slice of the global batch
-    (:func:`deg.train.distributed.shard`); every process must call ``fit`` alike.
+    (:func:`deg.train.distributed.shard`); every process must call ``fit`` alike. After every
+    validation the Fabric's callbacks get ``on_validation(stage=stage, step=, metric=)``.
     """
     from lightning_fabric.wrappers import is_wrapped
     from tqdm.auto import tqdm
@@ -403,6 +405,7 @@ def fit(stage_dir: Path, model: torch.nn.Module, train_step: Callable[[int], tor
             with torch.no_grad(), fabric.autocast():
                 metric = distributed.agree(fabric, float(validate()))
             net.train()
+            fabric.call("on_validation", stage=stage, step=step, metric=metric)
             improved = _better(metric, state["best"], cfg.mode)
             if improved:
                 state["best"], state["best_step"], state["last_improve"] = metric, step, step

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from deg.train.clips import sample_windows, window
-from deg.train.distributed import shard, take
-from deg.train.common import RunContext, mean_f1, seed_everything, stage_seed
+from deg.train.distributed import setup_module, shard, take
+from deg.train.common import RunContext, mean_f1, seed_everything, stage_seed, stage_value
 from deg.train.loop import FitResult, LoopConfig, WeightPenalty, fit, load_best_weights
 
 STAGE = "sequence"
@@ -27,7 +27,8 @@ MARGIN = 256
 # TGM constructor argument -> HPARAMS["tgm_<name>"]
 TGM_ARGS = {"length": "filter_length", "n_filters": "n_filters", "c_in": "c_in", "c_out": "c_out",
             "n_layers": "n_layers", "hidden": "hidden", "input_dropout": "input_dropout",
-            "output_dropout": "output_dropout", "kernel": "kernel", "soft_attention": "soft_attention"}
+            "output_dropout": "output_dropout", "kernel": "kernel", "soft_attention": "soft_attention",
+            "nonlinear_head": "nonlinear_head", "final_bn": "final_bn"}
 
 
 def load_features(feature_dir: Path, videos) -> dict[str, dict[str, np.ndarray]]:
@@ -57,7 +58,7 @@ def build(ctx: RunContext, n_features: int, on_device: bool = True) -> torch.nn.
 def loop_config(ctx: RunContext) -> LoopConfig:
     p, h = ctx.profile, ctx.hparams
     return LoopConfig(max_steps=p.sequence_steps, val_every=p.val_every, patience_steps=p.lr_patience_steps,
-                      lr=h["lr"], lr_factor=h["lr_factor"], lr_min=h["lr_min"], mode="max")
+                      lr=stage_value(h, "sequence", "lr"), lr_factor=h["lr_factor"], lr_min=h["lr_min"], mode="max")
 
 
 @torch.no_grad()
@@ -83,12 +84,13 @@ def train(ctx: RunContext, stage_dir: Path, key: str, features: dict[str, dict[s
     pos, neg = ctx.train_counts()
     model.init_output_bias(pos, neg)
     h = ctx.hparams
-    pos_weight = pos_weight_from_counts(pos, neg, beta=h["pos_weight_beta"]).to(ctx.device)
+    pos_weight = pos_weight_from_counts(pos, neg, beta=stage_value(h, "sequence", "pos_weight_beta")).to(ctx.device)
+    gamma, smoothing = stage_value(h, "sequence", "focal_gamma"), stage_value(h, "sequence", "label_smoothing")
     L, batch = ctx.profile.sequence_length, ctx.profile.sequence_batch
     lengths = {v: len(features[v]["x"]) for v in ctx.split.train}
     val_labels = np.concatenate([ctx.labels[v] for v in ctx.split.val])
     fabric = ctx.training_fabric()
-    net = fabric.setup_module(model)         # DDP wrapper under several processes
+    net = setup_module(fabric, model)        # DDP wrapper under several processes
     rows = shard(fabric, batch)              # this process's slice of each global batch
 
     def train_step(step: int) -> torch.Tensor:
@@ -98,7 +100,7 @@ def train(ctx: RunContext, stage_dir: Path, key: str, features: dict[str, dict[s
         x = torch.from_numpy(x).to(ctx.device).transpose(1, 2)                                # (B, D, L)
         y = torch.from_numpy(y).to(ctx.device).transpose(1, 2)                                # (B, K, L)
         # -1 (unlabelled or padding past the end of a video) carries no loss
-        loss = focal_loss(net(x).float(), y, pos_weight, gamma=h["focal_gamma"], smoothing=h["label_smoothing"])
+        loss = focal_loss(net(x).float(), y, pos_weight, gamma=gamma, smoothing=smoothing)
         return loss
 
     def validate() -> float:
@@ -108,7 +110,7 @@ def train(ctx: RunContext, stage_dir: Path, key: str, features: dict[str, dict[s
     # plain L2 (no pretrained reference): every decayed weight towards zero
     reg = WeightPenalty(model, alpha=0.0, beta=h["sequence_l2_alpha"])
     return fit(stage_dir, net, train_step, validate, loop_config(ctx), key=key, regulariser=reg,
-               generators={"sampler": np_rng}, fabric=fabric,
+               generators={"sampler": np_rng}, fabric=fabric, stage=STAGE,
                desc=f"{STAGE} {ctx.preset.sequence_model}", progress=ctx.progress)
 
 
