@@ -1,6 +1,6 @@
 # Scale-out pieces of the DAG: multi-GPU / multi-node training launches and the hyperparameter search.
 # Included by workflow/Snakefile (after notebook()); GPU and node counts come from the profile
-# (workflow/profiles/slurm/config.yaml, resources gpus_per_node and nodes of rule `run`).
+# (workflow/profiles/slurm/config.yaml: resources gpu, GPUs per job, and nodes of rule `run`).
 #
 #   snakemake -s workflow/Snakefile --profile workflow/profiles/slurm --config profile=paper \
 #       tune="mouse_ventral1/DEG_f/split0/feature" tune_trials=64 tune_workers=8 tune_all
@@ -14,9 +14,9 @@ def ddp_train(profile):
     notebook that follows finds every stage finished (DONE) and only evaluates.
     """
     return (
-        "if [ $(( {resources.gpus_per_node} * {resources.nodes} )) -gt 1 ]; then "
+        "if [ {resources.gpu} -gt 1 ]; then "
         f"OMP_NUM_THREADS={{threads}} ${{{{SLURM_JOB_ID:+srun}}}} {PY} -m deg.train.distributed {{wildcards.ds}} {{wildcards.preset}} "
-        f"{{wildcards.split}} --profile {profile} --devices {{resources.gpus_per_node}} --nodes {{resources.nodes}}; "
+        f"{{wildcards.split}} --profile {profile} --devices $(( {{resources.gpu}} / {{resources.nodes}} )) --nodes {{resources.nodes}}; "
         "fi && "
     )
 
