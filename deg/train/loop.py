@@ -15,8 +15,12 @@ validation of a short run would cost more than the training.) A run killed at an
 resumed run continues exactly as the uninterrupted one would have (on the CPU). ``best.pt`` holds
 the weights with the best validation metric; they are kept in memory and written just before
 ``last.pt``, so ``best.pt`` is never older than the best that ``last.pt`` records. ``log.csv``
-(step, lr, train_loss, val_metric, penalty, wall_s) is rewritten from the checkpoint's rows, so
-it never holds a row the checkpoint does not know.
+(step, lr, train_loss, val_metric, penalty, wall_s) and ``steps.csv`` (step, lr, train_loss of
+every step) are rewritten from the checkpoint's rows, so they never hold a row the checkpoint
+does not know.
+
+The loop runs on Lightning Fabric (:mod:`deg.train.distributed`): in one process the same torch
+calls as a plain loop (bit-identical, tested), under DDP one slice of each global batch per process.
 """
 from __future__ import annotations
 
@@ -71,13 +75,6 @@ class Precision:
     @property
     def name(self) -> str:
         return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
-
-    @property
-    def lightning(self) -> str:
-        """The name of Lightning's precision plugin for this setting ("32-true", "bf16-mixed", "16-mixed")."""
-        from deg.train.distributed import LIGHTNING_PRECISION
-
-        return LIGHTNING_PRECISION[self.dtype]
 
     def autocast(self):
         if self.dtype is None:
@@ -290,8 +287,8 @@ def fit(stage_dir: Path, model: torch.nn.Module, train_step: Callable[[int], tor
     ``regulariser``: an L2 / L2-SP penalty applied through the optimiser (:class:`WeightPenalty`);
     ``train_loss`` in the log is the data loss, ``penalty`` the regulariser's value.
 
-    ``fabric``: the Lightning Fabric to train on (:mod:`deg.train.distributed`); None = one
-    process on the model's device with ``precision``. Under DDP ``model`` must be the module
+    ``fabric``: the Lightning Fabric to train on (:mod:`deg.train.distributed`; its precision
+    plugin replaces ``precision``); None = one process on the model's device with ``precision``. Under DDP ``model`` must be the module
     ``fabric.setup_module`` returned (the one ``train_step`` calls, so gradients are averaged)
     and ``train_step`` trains on this process's slice of the global batch
     (:func:`deg.train.distributed.shard`); every process must call ``fit`` alike. After every
