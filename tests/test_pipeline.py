@@ -261,15 +261,15 @@ def test_profile_for_a_preset_then_user_overrides():
 
 
 def test_tiny_hyperparameter_search_on_the_cached_run(tiny_run):
-    """`make tune`'s engine on the CPU: 3 sequence-model trials (Optuna random search + ASHA) over
+    """`make tune`'s engine on the CPU: 2 sequence-model trials (Optuna random search + ASHA) over
     the paper's search space, the upstream stages reused as hard links, best.json feeding a run."""
     from deg import presets, tune
 
     run_dir, _ = tiny_run
-    folder = tune.tune(DATASET, PRESET, "sequence", trials=3, profile="tiny", progress=False)
+    folder = tune.tune(DATASET, PRESET, "sequence", trials=2, profile="tiny", progress=False)
     space = presets.SEARCH_SPACES["sequence"]
     trials = pd.read_csv(folder / "trials.csv")
-    assert len(trials) == 3 and set(trials["state"]) <= {"COMPLETE", "PRUNED"}
+    assert len(trials) == 2 and set(trials["state"]) <= {"COMPLETE", "PRUNED"}
     complete = trials[trials["state"] == "COMPLETE"]
     assert len(complete) >= 1 and complete["val_f1"].between(0, 1).all()
     assert trials.loc[trials["state"] == "PRUNED", "val_f1"].isna().all()

@@ -60,3 +60,20 @@ def test_read_overrides_names_the_file_and_the_problem(tmp_path):
 def test_flow_generators_are_not_tuned():
     with pytest.raises(ValueError, match="did not tune flow generators"):
         tune.tune("synthetic_tiny", "DEG_f", "flow", trials=1, profile="tiny")
+
+
+def test_pruning_callback_stops_a_trial_below_its_rung_and_ignores_other_stages():
+    """ASHA as the loop sees it: validations of the tuned stage are reported; a poor one is stopped."""
+    study = optuna.create_study(direction="maximize",
+                                pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=4))
+    good = study.ask()
+    for step, f1 in ((2, 0.8), (4, 0.85)):
+        tune.Pruning(good, "sequence").on_validation(stage="sequence", step=step, metric=f1)
+    study.tell(good, 0.85)
+    poor = study.ask()
+    callback = tune.Pruning(poor, "sequence")
+    callback.on_validation(stage="feature", step=2, metric=0.1)      # another stage: not reported
+    callback.on_validation(stage="sequence", step=2, metric=float("nan"))   # no F1: not reported
+    assert study.trials[-1].intermediate_values == {}
+    with pytest.raises(optuna.TrialPruned, match="validation F1 0.300 at step 2"):
+        callback.on_validation(stage="sequence", step=2, metric=0.3)
