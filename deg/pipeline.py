@@ -243,6 +243,7 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
             "normalisation": ctx.norm, "seed": ctx.seed,
             "seeds": {"split": ctx.seed, **{s: common.stage_seed(ctx.seed, s) for s in ("flow", "feature", "sequence")}},
             "device": provenance.device_info(str(ctx.device)), "precision": ctx.precision.name,
+            "processes": 1 if fabric is None else fabric.world_size,      # DDP processes that trained
             "stages": records, "stage_keys": keys, "started_at": started,
             "wall_s": round(time.perf_counter() - t_run, 3), "complete": complete})
 

@@ -115,7 +115,7 @@ def test_whole_tiny_run_writes_every_output(tiny_run, workspace):
     assert set(record["stages"]) == set(pipeline.STAGES) == set(record["stage_keys"])
     assert all(r["cached"] is False and r["wall_s"] >= 0 for r in record["stages"].values())
     assert record["stages"]["flow"]["steps"] >= 1 and record["stages"]["sequence"]["steps"] >= 1
-    assert record["versions"]["torch"] and record["device"]["device"] == "cpu"
+    assert record["versions"]["torch"] and record["device"]["device"] == "cpu" and record["processes"] == 1
     assert len(set(record["seeds"].values())) == len(record["seeds"])   # split and model seeds differ
     assert record["profile"]["name"] == "tiny" and record["hparams"]["lr"] == HPARAMS["lr"]
     assert "commit" in record["git"]
