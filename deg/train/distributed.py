@@ -5,8 +5,8 @@ Every stage trains through :func:`deg.train.loop.fit`, which runs on a ``lightni
 
 * one process (the default, CPU or one GPU): a single-device strategy. The forward pass, the
   backward pass and the optimiser step are the same torch calls as a plain loop, so results are
-  bit-identical to it (``tests/train/test_fabric.py`` checks weights and losses against a plain
-  torch reference);
+  bit-identical to it (``tests/train/test_distributed.py`` checks weights and losses against a
+  plain torch reference);
 * ``devices=N`` (and ``num_nodes=M``): DDP, one process per device, gradients averaged after
   every backward pass (NCCL on GPUs, gloo on CPUs). Processes come from Fabric's launcher (it
   re-runs the command once per extra local device), from ``torchrun``, or from ``srun`` under
@@ -16,10 +16,12 @@ Every stage trains through :func:`deg.train.loop.fit`, which runs on a ``lightni
   rule of :func:`deg.train.common.choose_precision`, which also says why CPU bf16 stays off).
 
 How a global batch is split (the same global batch as one process, whatever N is): every
-process draws the *whole* batch from the stage's seeded generators (identical on all processes,
-so their states stay in step and one copy of them goes into the checkpoint) and trains on its
-contiguous slice (:func:`shard`). Only torch's global RNG (dropout) differs per process: process
-r > 0 reseeds it from the stage seed and r, so no two processes share dropout masks. Validation
+process draws the *whole* batch (samples and augmentation parameters) from the stage's seeded
+generators, identical on all processes, and trains on its contiguous slice (:func:`shard`). Only
+torch's global RNG (dropout) differs per process: process r > 0 reseeds it from the stage seed and
+r, so no two processes share dropout masks. Checkpoints hold every process's random states
+(:func:`gather`) and a DDP run resumed with as many processes restores them all (the exact
+resume is tested for one process; under DDP it is not). Validation
 runs on every process and the metric of process 0 is broadcast, so every process takes the same
 learning-rate and stopping decisions; checkpoints and logs are written by process 0 alone.
 Batch norms are synchronised across GPUs (:func:`setup_module`); on CPUs each process normalises
