@@ -63,7 +63,7 @@ def test_slurm_profile_dry_run_plans_multi_gpu_training_jobs(isolated):
     for block in run_blocks:
         resources = re.search(r"resources: (.*)", block).group(1)
         assert "gpu=4" in resources and "slurm_partition=gpu" in resources and "runtime=1440" in resources, resources
-        assert "nodes=1" in resources and "tasks_per_gpu=1" in resources, resources
+        assert "nodes=1" in resources and "tasks_per_node=4" in resources and "mpi=srun" in resources, resources
         # 4 GPUs: srun starts the DDP processes before the notebook evaluates the finished run
         assert re.search(r"srun}? \S+ -m deg.train.distributed \S+ DEG_\w \S+ --profile paper --devices \$\(\( 4 / 1 \)\) "
                          r"--nodes 1; fi && ", block), block
