@@ -77,3 +77,15 @@ def test_pruning_callback_stops_a_trial_below_its_rung_and_ignores_other_stages(
     assert study.trials[-1].intermediate_values == {}
     with pytest.raises(optuna.TrialPruned, match="validation F1 0.300 at step 2"):
         callback.on_validation(stage="sequence", step=2, metric=0.3)
+
+
+def test_tuning_rules_leave_all_the_default_target():
+    """Snakemake runs the first rule when given no target (`make figures`): that must stay `all`."""
+    import re
+
+    from deg import paths
+
+    snakefile = (paths.REPO / "workflow" / "Snakefile").read_text()
+    rules = re.findall(r"^(?:rule (\w+):|include: \"([^\"]+)\")", snakefile, re.M)
+    assert rules[0] == ("all", ""), rules[:3]
+    assert ("", "rules/tune.smk") in rules
