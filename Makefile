@@ -9,7 +9,7 @@ PY       := .venv/bin/python
 SNAKE    := .venv/bin/snakemake --snakefile workflow/Snakefile --cores $(CORES) \
             --config profile=$(PROFILE) datasets="$(DATASETS)" overrides='$(OVERRIDES)'
 
-.PHONY: help setup test soak figures data bench predict course clean
+.PHONY: help setup test soak figures data bench predict course tune clean
 
 help:            ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -43,6 +43,10 @@ bench:           ## inference frames/s and training steps/s of DEG_f/m/s -> resu
 
 predict:         ## predict VIDEOS="a.mp4 b.mp4" with the trained RUN=results/.../split0
 	$(PY) -m deg.infer --run $(RUN) $(VIDEOS)
+
+tune:            ## hyperparameter search: DATASET= PRESET= STAGE=feature|sequence TRIALS= [JOBS=] [SPLIT=]
+	$(PY) -m deg.tune $(DATASET) $(PRESET) --stage $(STAGE) --trials $(or $(TRIALS),20) \
+	    --profile $(PROFILE) --split $(or $(SPLIT),0) --jobs $(or $(JOBS),1)
 
 course:          ## build the course notebooks, execute every lesson (solutions) -> results/course/
 	$(PY) -m deg.course.build --execute results/course

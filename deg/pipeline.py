@@ -161,26 +161,41 @@ def _fit_record(result: loop.FitResult) -> dict[str, Any]:
 # The run
 # --------------------------------------------------------------------------------------
 def run(dataset: str, preset: str, split: int | str, profile: str = "demo", seed: int = 0,
-        device: str | None = None, progress: bool = True, **profile_overrides: Any) -> Path:
+        device: str | None = None, progress: bool = True, fabric=None, run_dir: Path | None = None,
+        stop_after: str | None = None, **profile_overrides: Any) -> Path:
     """Run (or resume, or reuse) every stage of one run; returns the run folder.
 
     ``split``: int k or "split<k>" (the k-th of ``make_splits(..., n_splits=profile.n_splits,
     seed=seed)``), or "sub<n>_d<d>" (Figure 6: n training videos, draw d; no test set).
     ``seed`` seeds the split; each stage's model initialisation and sampling use a seed derived
     from it and the stage name. ``profile_overrides``: Profile fields or HPARAMS entries.
+    ``fabric``: a launched DDP Fabric (``python -m deg.train.distributed``): every process calls
+    ``run`` alike; they train together, each extracts the features of a share of the videos, and
+    process 0 alone writes the run's files and predicts. ``run_dir``: another folder than the
+    run's own (``deg.tune``'s trials); ``stop_after``: a stage of :data:`STAGES` to end with.
     """
     t_run = time.perf_counter()
     started = provenance.now_iso()
     prof, hparams = resolve_profile(profile, profile_overrides, preset)
-    ctx = _context(dataset, preset, split, prof, seed, device, progress, hparams)
-    _record_overrides(prof)
-    run_dir = paths.run_dir(prof.results_name, dataset, preset, split_name(split))
-    if prof.pretrained == "selfsup":      # beside the from-scratch run, never over it
-        from deg.train import selfsup
+    if fabric is not None:
+        device = str(fabric.device)
+    ctx = _context(dataset, preset, split, prof, seed, device, progress and _rank0(fabric), hparams)
+    ctx.fabric = fabric
+    if _rank0(fabric):
+        _record_overrides(prof)
+    if run_dir is None:
+        run_dir = paths.run_dir(prof.results_name, dataset, preset, split_name(split))
+        if prof.pretrained == "selfsup":      # beside the from-scratch run, never over it
+            from deg.train import selfsup
 
-        run_dir = selfsup.run_dir(prof.results_name, dataset, preset, split_name(split))
-    with run_lock(run_dir), _deterministic(ctx.device):
-        return _run_stages(ctx, run_dir, t_run, started)
+            run_dir = selfsup.run_dir(prof.results_name, dataset, preset, split_name(split))
+    run_dir = Path(run_dir)
+    lock = run_lock(run_dir) if _rank0(fabric) else contextlib.nullcontext()   # one run, many processes
+    with lock, _deterministic(ctx.device):
+        try:
+            return _run_stages(ctx, run_dir, t_run, started, stop_after)
+        except _StopAfter:
+            return run_dir
 
 
 def _record_overrides(prof: presets.Profile) -> None:
@@ -214,13 +229,16 @@ def _deterministic(device: torch.device) -> Iterator[None]:
         torch.backends.cudnn.benchmark = benchmark
 
 
-def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: str) -> Path:
+def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: str,
+                stop_after: str | None = None) -> Path:
     from deg.train import calibrate, feature, flow, sequence
 
     configs = stage_configs(ctx)
     keys = keys_of(configs)
-    _write_if_changed(run_dir / "split.json", {"train": ctx.split.train, "val": ctx.split.val,
-                                               "test": ctx.split.test, "missing": ctx.split.missing})
+    fabric, rank0 = ctx.fabric, _rank0(ctx.fabric)      # DDP: process 0 writes every file
+    if rank0:
+        _write_if_changed(run_dir / "split.json", {"train": ctx.split.train, "val": ctx.split.val,
+                                                   "test": ctx.split.test, "missing": ctx.split.missing})
     previous = _previous_record(run_dir / "run.json", keys)
     dirs = {s: StageDir(run_dir / s, keys[s], configs[s]) for s in STAGES}
     # Figure 6 runs use the flow generator of their parent split's run (its folder, its key)
@@ -233,6 +251,8 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
     computed: list[str] = []
 
     def write_run_json(complete: bool) -> None:
+        if not rank0:
+            return
         provenance.write_run_json(run_dir / "run.json", {
             "dataset": ctx.dataset.id, "preset": ctx.preset.name, "split": _split_name_of(run_dir),
             "profile": ctx.profile.to_dict(), "results_name": ctx.profile.results_name,
@@ -241,29 +261,37 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
             "normalisation": ctx.norm, "seed": ctx.seed,
             "seeds": {"split": ctx.seed, **{s: common.stage_seed(ctx.seed, s) for s in ("flow", "feature", "sequence")}},
             "device": provenance.device_info(str(ctx.device)), "precision": ctx.precision.name,
+            "processes": 1 if fabric is None else fabric.world_size,      # DDP processes that trained
             "stages": records, "stage_keys": keys, **_timing(previous, started, time.perf_counter() - t_run),
             "complete": complete})
 
-    def stage(name: str, compute) -> dict[str, Any]:
+    def stage(name: str, compute, every_process: bool = True) -> dict[str, Any]:
         sd = dirs[name]
         elsewhere = sd.path.parent != run_dir          # the parent split's flow generator
-        with run_lock(sd.path.parent) if elsewhere else contextlib.nullcontext():
+        with run_lock(sd.path.parent) if (elsewhere and rank0) else contextlib.nullcontext():
             done = sd.done()
-            if done is None:
+            if done is None and rank0:
                 done = sd.adopt(_same_run_elsewhere(ctx.profile, sd.path.parent, sd.path))
+            done = _agree(fabric, done)
             if done is not None:
                 records[name] = dict(done, cached=True)
             else:
-                sd.prepare()
+                if rank0:
+                    sd.prepare()
+                _barrier(fabric)
                 t0 = time.perf_counter()
-                extra = compute(sd.path) or {}
-                records[name] = dict(sd.finish(wall_s=round(time.perf_counter() - t0, 3), **extra), cached=False)
+                extra = (compute(sd.path) or {}) if (every_process or rank0) else {}
+                _barrier(fabric)
+                if rank0:
+                    records[name] = dict(sd.finish(wall_s=round(time.perf_counter() - t0, 3), **extra), cached=False)
                 computed.append(name)
-        if elsewhere:
+        if elsewhere and name in records:
             records[name]["path"] = str(sd.path)
         if computed:                     # a re-run that computes nothing leaves the provenance alone
             write_run_json(complete=False)
-        return records[name]
+        if name == stop_after:
+            raise _StopAfter(name)
+        return records.get(name, {})
 
     def flow_model():
         if "flow" not in models:
@@ -281,15 +309,18 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
         if norm_path.exists():
             ctx.norm = io.read_json(norm_path)
         else:
-            io.write_json(norm_path, ctx.compute_norm())
+            norm = ctx.compute_norm()
+            if rank0:
+                io.write_json(norm_path, norm)
         result = flow.train(ctx, path, keys["flow"])
-        example = flow.example(ctx, flow.load(ctx, path))
-        io.write_npz(path.parent / "flow_example.npz", key=np.array(keys["flow"]), **example)
+        if rank0:
+            example = flow.example(ctx, flow.load(ctx, path))
+            io.write_npz(path.parent / "flow_example.npz", key=np.array(keys["flow"]), **example)
         return _fit_record(result)
 
     stage("flow", do_flow)
     ctx.norm = io.read_json(dirs["flow"].path / "norm.json")
-    if not (run_dir / "flow_example.npz").exists():
+    if rank0 and not (run_dir / "flow_example.npz").exists():
         io.write_npz(run_dir / "flow_example.npz", key=np.array(keys["flow"]), **flow.example(ctx, flow_model()))
 
     # 2. feature extractor
@@ -297,7 +328,9 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
 
     # 3. features of every frame of every video
     def do_features(path: Path):
-        written = feature.extract(ctx, path, flow_model(), feature_model(), batch=ctx.profile.infer_batch)
+        share = None if fabric is None else ctx.videos[fabric.global_rank::fabric.world_size]  # DDP: a share each
+        written = feature.extract(ctx, path, flow_model(), feature_model(), batch=ctx.profile.infer_batch,
+                                  videos=share)
         return {"steps": len(ctx.videos), "videos_written_last_attempt": len(written)}
 
     stage("features", do_features)
@@ -318,7 +351,9 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
         thresholds = calibrate.predict_all(ctx, path, run_dir, seq_model, features())
         return {"steps": len(ctx.videos), "thresholds": thresholds}
 
-    stage("predictions", do_predictions)
+    stage("predictions", do_predictions, every_process=False)
+    if not rank0:
+        return run_dir
     if computed or previous is None or not previous.get("complete"):
         write_run_json(complete=True)
     else:
@@ -385,6 +420,24 @@ def _mark_checked(path: Path, previous: dict[str, Any]) -> None:
 
         if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
             raise
+
+
+class _StopAfter(Exception):
+    """Raised by a run's ``stop_after`` stage once it is done (caught by :func:`run`)."""
+
+
+def _rank0(fabric) -> bool:
+    return fabric is None or fabric.is_global_zero
+
+
+def _agree(fabric, value):
+    """Process 0's ``value`` on every DDP process (file checks that must not race)."""
+    return value if fabric is None or fabric.world_size == 1 else fabric.broadcast(value, src=0)
+
+
+def _barrier(fabric) -> None:
+    if fabric is not None and fabric.world_size > 1:
+        fabric.barrier()
 
 
 def _split_name_of(run_dir: Path) -> str:

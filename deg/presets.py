@@ -486,3 +486,65 @@ POSE_PROFILES: dict[str, dict[str, Any]] = {
               "cp_steps": 20000, "unsup_embed_frames": 50000, "rf_max_train_frames": None,
               "umap_n_epochs": None},
 }
+
+# --------------------------------------------------------------------------------------
+# Hyperparameter search (paper Methods: Hyperparameter optimization) -- deg.tune, `make tune`
+# --------------------------------------------------------------------------------------
+# Per-stage values and switches the search varies. None = the shared entry above (the paper
+# finally "used the same parameters for all models"); a value tuned for one stage alone goes here
+# so that tuning it leaves the earlier stages' cached outputs valid.
+HPARAMS.update({
+    "fe_lr": None,                    # feature extractor's learning rate (None: "lr")
+    "fe_final_bn": False,             # batch norm after the final fully connected layer (Kocaman et al. 2020)
+    "sequence_lr": None,              # sequence model's learning rate (None: "lr")
+    "sequence_focal_gamma": None,     # None: "focal_gamma"
+    "sequence_pos_weight_beta": None, # None: "pos_weight_beta"
+    "sequence_label_smoothing": None, # None: "label_smoothing"
+    "tgm_final_bn": False,            # batch norm after the final layer of both TGM heads
+    "tgm_nonlinear_head": True,       # "nonlinear classification layer" (width: tgm_hidden); False: one linear layer
+})
+
+# What the paper searched, stage by stage (it names the hyperparameters, not their ranges: the
+# ranges are ours, spanning the values the paper settled on). Each entry: HPARAMS name ->
+# ("log", low, high) log-uniform, ("float", low, high) uniform, ("int", low, high, step) or
+# ("choice", [values]).
+SEARCH_SPACES: dict[str, dict[str, tuple]] = {
+    # "learning rate, alpha and beta from the regularization loss, gamma from the focal loss, beta
+    # from the positive example weighting, [final] batch normalization, dropout probability, and
+    # label smoothing"
+    "feature": {
+        "fe_lr": ("log", 1e-5, 1e-2),
+        "fe_l2sp_alpha": ("log", 1e-7, 1e-3),
+        "fe_l2sp_beta": ("log", 1e-5, 1e-1),
+        "focal_gamma": ("float", 0.0, 2.0),
+        "pos_weight_beta": ("float", 0.0, 1.0),
+        "fe_final_bn": ("choice", [False, True]),
+        "fe_dropout": ("float", 0.0, 0.75),
+        "label_smoothing": ("float", 0.0, 0.2),
+    },
+    # "learning rate, regularization alpha, gamma ..., beta ..., [final] batch normalization, input
+    # dropout probability, output dropout probability, filter length, number of layers, ... soft
+    # attention, ... a nonlinear classification layer, and number of features in [it]"
+    "sequence": {
+        "sequence_lr": ("log", 1e-5, 1e-2),
+        "sequence_l2_alpha": ("log", 1e-4, 1e-1),
+        "sequence_focal_gamma": ("float", 0.0, 2.0),
+        "sequence_pos_weight_beta": ("float", 0.0, 1.0),
+        "tgm_final_bn": ("choice", [False, True]),
+        "tgm_input_dropout": ("float", 0.0, 0.75),
+        "tgm_output_dropout": ("float", 0.0, 0.75),
+        "tgm_filter_length": ("int", 5, 31, 2),
+        "tgm_n_layers": ("int", 1, 5, 1),
+        "tgm_soft_attention": ("choice", [True, False]),
+        "tgm_nonlinear_head": ("choice", [True, False]),
+        "tgm_hidden": ("choice", [64, 128, 256, 512]),
+    },
+}
+
+# Random search with asynchronous successive halving (Li et al. 2020), as the paper ran it in Ray
+# Tune; here Optuna's RandomSampler and SuccessiveHalvingPruner. Rungs are counted in validations:
+# a trial is first compared after `min_validations` of them, then after 4x, 16x, ...
+TUNING: dict[str, Any] = {
+    "reduction_factor": 4,          # ASHA's eta: the top 1/4 of a rung goes on (Ray Tune's default)
+    "min_validations": 1,           # the first rung, in validations of the tuned stage
+}

@@ -115,7 +115,7 @@ def test_whole_tiny_run_writes_every_output(tiny_run, workspace):
     assert set(record["stages"]) == set(pipeline.STAGES) == set(record["stage_keys"])
     assert all(r["cached"] is False and r["wall_s"] >= 0 for r in record["stages"].values())
     assert record["stages"]["flow"]["steps"] >= 1 and record["stages"]["sequence"]["steps"] >= 1
-    assert record["versions"]["torch"] and record["device"]["device"] == "cpu"
+    assert record["versions"]["torch"] and record["device"]["device"] == "cpu" and record["processes"] == 1
     assert len(set(record["seeds"].values())) == len(record["seeds"])   # split and model seeds differ
     assert record["profile"]["name"] == "tiny" and record["hparams"]["lr"] == HPARAMS["lr"]
     assert "commit" in record["git"]
@@ -282,3 +282,39 @@ def test_profile_for_a_preset_then_user_overrides():
     with pytest.raises(TypeError, match="unknown HPARAMS"):
         pipeline.resolve_profile("demo", {"hparams": {"not_a_hparam": 1}})
     assert pipeline.resolve_profile("demo", {}, "DEG_f")[0].image_size == demo.image_size
+
+
+def test_tiny_hyperparameter_search_on_the_cached_run(tiny_run):
+    """`make tune`'s engine on the CPU: 2 sequence-model trials (Optuna random search + ASHA) over
+    the paper's search space, the upstream stages reused as hard links, best.json feeding a run."""
+    from deg import presets, tune
+
+    run_dir, _ = tiny_run
+    folder = tune.tune(DATASET, PRESET, "sequence", trials=2, profile="tiny", progress=False)
+    space = presets.SEARCH_SPACES["sequence"]
+    trials = pd.read_csv(folder / "trials.csv")
+    assert len(trials) == 2 and set(trials["state"]) <= {"COMPLETE", "PRUNED"}
+    complete = trials[trials["state"] == "COMPLETE"]
+    assert len(complete) >= 1 and complete["val_f1"].between(0, 1).all()
+    assert trials.loc[trials["state"] == "PRUNED", "val_f1"].isna().all()
+    for name, spec in space.items():
+        if spec[0] in ("log", "float", "int"):
+            assert trials[name].between(spec[1], spec[2]).all(), name
+    val_every = get_profile("tiny").val_every
+    curves = pd.read_csv(folder / "curves.csv")
+    assert (curves["step"] % val_every == 0).all() and set(curves["trial"]) == set(trials["trial"])
+
+    best = json.loads((folder / "best.json").read_text())
+    assert best["val_f1"] == complete["val_f1"].max() and set(best["overrides"]) == set(space)
+    trial_dir = folder / f"trial{best['trial']:04d}"
+    # nothing upstream was recomputed: the trial's feature folder is the ordinary run's, linked
+    assert (trial_dir / "features").is_dir()
+    for name in ("flow/best.pt", "feature/DONE", "features/DONE"):
+        assert (trial_dir / name).stat().st_ino == (run_dir / name).stat().st_ino, name
+    assert (trial_dir / "sequence" / "log.csv").exists() and not (trial_dir / "sequence" / "last.pt").exists()
+
+    # the best configuration feeds a run: it changes the sequence model and what follows only
+    overrides = tune.read_overrides(folder / "best.json")
+    base = pipeline.stage_keys(DATASET, PRESET, 0, profile="tiny")
+    tuned = pipeline.stage_keys(DATASET, PRESET, 0, profile="tiny", **overrides)
+    assert {s for s in pipeline.STAGES if tuned[s] != base[s]} == {"sequence", "predictions"}

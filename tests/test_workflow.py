@@ -102,20 +102,37 @@ def _job_counts(output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
-def test_slurm_profile_dry_run_plans_one_gpu_per_training_job(isolated):
-    """The complete paper plan through Snakemake with the SLURM profile (dry run)."""
-    out = _dry_run(isolated, "profile=paper", "--profile", str(SLURM))
+def test_slurm_profile_dry_run_plans_multi_gpu_training_jobs(isolated):
+    """The complete paper plan through Snakemake with the SLURM profile (dry run), and a search."""
+    out = _dry_run(isolated, "profile=paper", "tune=mouse_openfield/DEG_s/split0/feature", "tune_workers=3",
+                   "tune_trials=24", "--profile", str(SLURM), "all", "tune_all")   # targets: the figures and a search
     counts = _job_counts(out)
     p = plan("paper")
     assert counts["run"] == len(p.runs) + len(p.subsample_runs) == 214
-    assert (counts["data"], counts["describe"], counts["humans"], counts["figure"]) == (9, 9, 8, len(p.figures))
+    assert (counts["data"], counts["describe"], counts["humans"]) == (9, 9, 8)
+    assert counts["figure"] + counts.get("pose_figure", 0) == len(p.figures)
     run_blocks = [b for b in out.split("\n\n") if "rule run:" in b]
     assert len(run_blocks) == counts["run"]
     for block in run_blocks:
         resources = re.search(r"resources: (.*)", block).group(1)
-        assert "gpu=1" in resources and "slurm_partition=gpu" in resources and "runtime=1440" in resources, resources
+        assert "gpu=4" in resources and "slurm_partition=gpu" in resources and "runtime=1440" in resources, resources
+        assert "nodes=1" in resources and "tasks_per_node=4" in resources and "mpi=srun" in resources, resources
+        # 4 GPUs: srun starts the DDP processes before the notebook evaluates the finished run
+        assert re.search(r"srun}? \S+ -m deg.train.distributed \S+ DEG_\w \S+ --profile paper --devices \$\(\( 4 / 1 \)\) "
+                         r"--nodes 1; fi && ", block), block
     other = [b for b in out.split("\n\n") if "rule data:" in b or "rule describe:" in b]
     assert other and all("gpu=1" not in b for b in other)
+    # the search: 3 workers with a GPU each share one study, then its summary writes best.json
+    workers = sorted((b for b in out.split("\n\n") if "rule tune_worker:" in b),
+                     key=lambda b: re.search(r"worker=(\d+)", b).group(1))
+    assert len(workers) == 3
+    for k, block in enumerate(workers):
+        resources = re.search(r"resources: (.*)", block).group(1)
+        assert "gpu=1" in resources and "runtime=1440" in resources and "mem_mb=32000" in resources, resources
+        assert re.search(rf"-m deg.tune mouse_openfield DEG_s --stage feature --split split0 --profile paper "
+                         rf"--trials 24 --worker {k} ", block), block
+    summary = [b for b in out.split("\n\n") if "rule tune_summary:" in b]
+    assert len(summary) == 1 and "best.json" in summary[0] and "--summary" in summary[0]
 
 
 def test_tables_figure_reads_the_benchmark_when_there_is_one(isolated):

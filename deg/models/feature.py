@@ -124,7 +124,7 @@ class Stream(nn.Module):
     """
 
     def __init__(self, spec: ExtractorSpec, in_channels: int, n_classes: int, dropout: float,
-                 feature_dim: int = FEATURE_DIM):
+                 feature_dim: int = FEATURE_DIM, final_bn: bool = False):
         super().__init__()
         self.dims = spec.dims
         self.backbone, width = _backbone(spec, in_channels)
@@ -132,6 +132,8 @@ class Stream(nn.Module):
                        if width != feature_dim else nn.Identity())
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(feature_dim, n_classes)
+        # optional batch norm of the logits (paper, Hyperparameter optimization; Kocaman et al. 2020)
+        self.final_bn = nn.BatchNorm1d(n_classes) if final_bn else nn.Identity()
 
     @property
     def in_channels(self) -> int:
@@ -139,14 +141,14 @@ class Stream(nn.Module):
 
     def new_parameter_names(self) -> set[str]:
         """Names (relative to this stream) of weights that no pretrained model provides."""
-        return {n for n, _ in self.named_parameters() if n.startswith(("reduce.", "fc."))}
+        return {n for n, _ in self.named_parameters() if n.startswith(("reduce.", "fc.", "final_bn."))}
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.dim() != self.dims + 2 or x.shape[1] != self.in_channels:
             want = "(N, C, H, W)" if self.dims == 2 else "(N, C, T, H, W)"
             raise InputShapeError(f"stream expects {want} with C={self.in_channels}, got {tuple(x.shape)}")
         features = self.reduce(self.backbone(x))
-        return self.fc(self.dropout(features)), features
+        return self.final_bn(self.fc(self.dropout(features))), features
 
 
 class TwoStream(nn.Module):
@@ -162,14 +164,14 @@ class TwoStream(nn.Module):
     """
 
     def __init__(self, spec: ExtractorSpec, n_classes: int, n_flow_frames: int = 10,
-                 n_rgb_frames: int = 1, dropout: float = HPARAMS["fe_dropout"]):
+                 n_rgb_frames: int = 1, dropout: float = HPARAMS["fe_dropout"], final_bn: bool = False):
         super().__init__()
         self.is_3d = spec.dims == 3
         self.n_flow_frames = n_flow_frames
         self.n_rgb_frames = n_rgb_frames
         rgb_in, flow_in = (3, 2) if self.is_3d else (3 * n_rgb_frames, 2 * n_flow_frames)
-        self.spatial = Stream(spec, rgb_in, n_classes, dropout)
-        self.flow = Stream(spec, flow_in, n_classes, dropout)
+        self.spatial = Stream(spec, rgb_in, n_classes, dropout, final_bn=final_bn)
+        self.flow = Stream(spec, flow_in, n_classes, dropout, final_bn=final_bn)
 
     def new_parameter_names(self) -> set[str]:
         """Names (relative to this model) of the new weights of both streams."""
@@ -184,6 +186,8 @@ class TwoStream(nn.Module):
                 raise ValueError(f"got counts for {bias.numel()} behaviours, model has {stream.fc.bias.numel()}")
             with torch.no_grad():
                 stream.fc.bias.copy_(bias.to(stream.fc.bias))
+                if isinstance(stream.final_bn, nn.BatchNorm1d):   # the norm's shift sets the output then
+                    stream.final_bn.bias.copy_(bias.to(stream.final_bn.bias))
 
     def spatial_input(self, clip: torch.Tensor) -> torch.Tensor:
         """clip (N, 3, T, H, W) -> 2D (N, 3 n_rgb, H, W) or 3D (N, 3, n_rgb, H, W), centred on T // 2."""
@@ -221,13 +225,13 @@ class TwoStream(nn.Module):
 
 
 def build_two_stream(name: str, n_classes: int, n_flow_frames: int = 10, n_rgb_frames: int = 1,
-                     dropout: float = HPARAMS["fe_dropout"]) -> TwoStream:
+                     dropout: float = HPARAMS["fe_dropout"], final_bn: bool = False) -> TwoStream:
     """The named two-stream extractor (a key of :data:`SPECS`) for K = ``n_classes`` behaviours."""
     try:
         spec = SPECS[name]
     except KeyError:
         raise KeyError(f"unknown feature extractor {name!r}; known: {', '.join(SPECS)}") from None
-    return TwoStream(spec, n_classes, n_flow_frames, n_rgb_frames, dropout)
+    return TwoStream(spec, n_classes, n_flow_frames, n_rgb_frames, dropout, final_bn)
 
 
 FEATURE_EXTRACTORS: dict[str, Callable[..., TwoStream]] = {

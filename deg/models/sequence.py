@@ -93,10 +93,13 @@ class TGMLayer(nn.Module):
         return self.mix(responses)
 
 
-def _head(n_features: int, hidden: int, n_classes: int, dropout: float) -> nn.Sequential:
-    """(N, D, T) -> (N, K, T): 1x1 conv, ReLU, dropout, 1x1 conv."""
-    return nn.Sequential(nn.Conv1d(n_features, hidden, 1), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                         nn.Conv1d(hidden, n_classes, 1))
+def _head(n_features: int, hidden: int, n_classes: int, dropout: float, nonlinear: bool = True,
+          final_bn: bool = False) -> nn.Sequential:
+    """(N, D, T) -> (N, K, T): 1x1 conv, ReLU, dropout, 1x1 conv (``nonlinear``) or dropout, one 1x1
+    conv; then batch norm of the logits when ``final_bn`` (paper, Hyperparameter optimization)."""
+    layers = ([nn.Conv1d(n_features, hidden, 1), nn.ReLU(inplace=True), nn.Dropout(dropout),
+               nn.Conv1d(hidden, n_classes, 1)] if nonlinear else [nn.Dropout(dropout), nn.Conv1d(n_features, n_classes, 1)])
+    return nn.Sequential(*layers, *([nn.BatchNorm1d(n_classes)] if final_bn else []))
 
 
 class TGM(nn.Module):
@@ -112,14 +115,15 @@ class TGM(nn.Module):
                  n_layers: int = HPARAMS["tgm_n_layers"], hidden: int = HPARAMS["tgm_hidden"],
                  input_dropout: float = HPARAMS["tgm_input_dropout"],
                  output_dropout: float = HPARAMS["tgm_output_dropout"],
-                 kernel: str = HPARAMS["tgm_kernel"], soft_attention: bool = HPARAMS["tgm_soft_attention"]):
+                 kernel: str = HPARAMS["tgm_kernel"], soft_attention: bool = HPARAMS["tgm_soft_attention"],
+                 nonlinear_head: bool = True, final_bn: bool = False):
         super().__init__()
         self.n_features, self.n_classes, self.c_in = n_features, n_classes, c_in
         layer = partial(TGMLayer, length, n_filters, kernel=kernel, soft_attention=soft_attention)
         self.tgm = nn.ModuleList([layer(c_in, c_out)] + [layer(c_out, c_out) for _ in range(n_layers - 1)])
         self.input_dropout = nn.Dropout(input_dropout)
-        self.input_head = _head(n_features, hidden, n_classes, output_dropout)
-        self.tgm_head = _head(n_features, hidden, n_classes, output_dropout)
+        self.input_head = _head(n_features, hidden, n_classes, output_dropout, nonlinear_head, final_bn)
+        self.tgm_head = _head(n_features, hidden, n_classes, output_dropout, nonlinear_head, final_bn)
 
     def tgm_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, D, T) -> learned TGM features (N, D, T): the layers, then max over C_out."""
@@ -142,6 +146,7 @@ class TGM(nn.Module):
             raise ValueError(f"got counts for {bias.numel()} behaviours, model has {self.n_classes}")
         with torch.no_grad():
             for head in (self.input_head, self.tgm_head):
+                # the last layer's shift: the final conv's bias, or the batch norm's when there is one
                 head[-1].bias.copy_(bias.to(head[-1].bias))
 
 

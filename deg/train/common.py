@@ -24,6 +24,17 @@ def seed_everything(seed: int) -> tuple[np.random.Generator, torch.Generator]:
     return np_rng, gen
 
 
+def stage_value(hparams: dict[str, Any], stage_prefix: str, name: str) -> Any:
+    """``hparams[f"{stage_prefix}_{name}"]`` when set (a value tuned for one stage), else ``hparams[name]``.
+
+    E.g. ``stage_value(h, "fe", "lr")``: the feature extractor's learning rate, ``h["lr"]`` unless
+    ``h["fe_lr"]`` is given (``deg.tune`` searches such per-stage names, so tuning one stage
+    leaves the stages before it, and their cached outputs, untouched).
+    """
+    own = hparams.get(f"{stage_prefix}_{name}")
+    return hparams[name] if own is None else own
+
+
 def cpu_supports_bf16() -> bool:
     """True when oneDNN has native bfloat16 kernels (AVX512-BF16/AMX); emulated bf16 is far slower."""
     try:
@@ -99,7 +110,17 @@ class RunContext:
     progress: bool = True
     flow_split: Any = None               # the split the flow generator trains on (None: ``split``)
     norm: dict[str, list[float]] | None = None   # {"mean": [3], "std": [3]} once known
+    # Lightning Fabric the stages train on (deg.train.distributed); None: one process on ``device``
+    fabric: Any = None
     _frames: dict[str, np.ndarray] | None = field(default=None, repr=False)
+
+    def training_fabric(self):
+        """The run's Fabric (made on first use: one process on ``device`` with ``precision``)."""
+        if self.fabric is None:
+            from deg.train.distributed import make_fabric
+
+            self.fabric = make_fabric(self.device, self.precision)
+        return self.fabric
 
     @property
     def behaviours(self) -> list[str]:
@@ -150,15 +171,17 @@ class RunContext:
                              contrast=float(self.hparams["aug_contrast"]))
 
     def clip_batch(self, videos, centers, n_frames: int, augment: ClipAugmenter | None = None,
-                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   generator: torch.Generator | None = None,
+                   params: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(raw, standardised) float clips (B, 3, n_frames, H, W) on the device; raw is in [0, 1].
 
-        Augmentation (training only) happens on the device, after the uint8 copy (4x less traffic).
+        Augmentation (training only) happens on the device, after the uint8 copy (4x less traffic);
+        ``params``: augmentation parameters drawn beforehand (``augment.sample``), else drawn now.
         """
         frames = to_device(gather_clips(self.frames, videos, centers, n_frames), self.device)
         clip = to_float_clip(frames)
         if augment is not None:
-            clip = augment(clip, generator)
+            clip = augment(clip, generator, params)
         return clip, self.standardizer(clip)
 
     def label_rows(self, videos, frames) -> np.ndarray:
@@ -176,15 +199,19 @@ class RunContext:
 
 
 def classification_loss(hparams: dict[str, Any], positives: np.ndarray, negatives: np.ndarray,
-                        device: torch.device | str = "cpu"):
+                        device: torch.device | str = "cpu", stage_prefix: str | None = None):
     """The feature extractors' and sequence models' loss with the run's constants (paper Methods,
     "Loss functions"): weighted binary focal loss, ``pos_weight`` from the training set's counts
     ((neg/pos)^``pos_weight_beta``), ``focal_gamma``, ``label_smoothing``. Returns
-    ``loss(logits, targets) -> scalar`` for logits (N, K) or (N, K, T)."""
+    ``loss(logits, targets) -> scalar`` for logits (N, K) or (N, K, T). ``stage_prefix``: read a
+    value tuned for one stage (``sequence_focal_gamma``, ...) where given (:func:`stage_value`)."""
     from deg.losses import focal_loss, pos_weight_from_counts
 
-    pos_weight = pos_weight_from_counts(positives, negatives, beta=hparams["pos_weight_beta"]).to(device)
-    gamma, smoothing = float(hparams["focal_gamma"]), float(hparams["label_smoothing"])
+    def value(name: str):
+        return stage_value(hparams, stage_prefix, name) if stage_prefix else hparams[name]
+
+    pos_weight = pos_weight_from_counts(positives, negatives, beta=value("pos_weight_beta")).to(device)
+    gamma, smoothing = float(value("focal_gamma")), float(value("label_smoothing"))
 
     def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return focal_loss(logits.float(), targets, pos_weight, gamma=gamma, smoothing=smoothing)

@@ -18,8 +18,9 @@ import torch
 
 from deg import io
 from deg.train.clips import FrameSampler
+from deg.train.distributed import setup_module, shard, take
 from deg.train.common import (RunContext, classification_loss, load_initial_weights, mean_f1, prepare_model,
-                              seed_everything, stage_seed)
+                              seed_everything, stage_seed, stage_value)
 from deg.train.loop import FitResult, LoopConfig, WeightPenalty, fit, load_best_weights
 
 STAGE = "feature"
@@ -32,7 +33,7 @@ def build(ctx: RunContext, pretrained: bool = False, on_device: bool = True) -> 
 
     model = build_two_stream(ctx.preset.feature_extractor, n_classes=ctx.n_classes,
                              n_flow_frames=ctx.preset.n_flow_frames - 1, n_rgb_frames=ctx.preset.n_rgb_frames,
-                             dropout=ctx.hparams["fe_dropout"])
+                             dropout=ctx.hparams["fe_dropout"], final_bn=ctx.hparams["fe_final_bn"])
     if pretrained:
         load_initial_weights(ctx, model, PART)
     return model if not on_device else prepare_model(model, ctx.device)
@@ -41,7 +42,7 @@ def build(ctx: RunContext, pretrained: bool = False, on_device: bool = True) -> 
 def loop_config(ctx: RunContext) -> LoopConfig:
     p, h = ctx.profile, ctx.hparams
     return LoopConfig(max_steps=p.feature_steps, val_every=p.val_every, patience_steps=p.lr_patience_steps,
-                      lr=h["lr"], lr_factor=h["lr_factor"], lr_min=h["lr_min"], mode="max")
+                      lr=stage_value(h, "fe", "lr"), lr_factor=h["lr_factor"], lr_min=h["lr_min"], mode="max")
 
 
 def _forward(ctx: RunContext, flow_model, model, clip: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -75,11 +76,15 @@ def train(ctx: RunContext, stage_dir: Path, key: str, flow_model: torch.nn.Modul
     val_labels = ctx.label_rows(val_videos, val_centers)
     augment = ctx.augmenter()
     batch = ctx.profile.feature_batch
+    fabric = ctx.training_fabric()
+    net = setup_module(fabric, model)        # DDP wrapper under several processes
+    rows = shard(fabric, batch)              # this process's slice of each global batch
 
     def train_step(step: int) -> torch.Tensor:
         videos, centers = sampler.sample(batch)
-        _, clip = ctx.clip_batch(videos, centers, n, augment, gen)
-        out = _forward(ctx, flow_model, model, clip)
+        videos, centers, params = take(rows, videos, centers, augment.sample(batch, gen))
+        _, clip = ctx.clip_batch(videos, centers, n, augment, gen, params)
+        out = _forward(ctx, flow_model, net, clip)
         targets = torch.from_numpy(ctx.label_rows(videos, centers)).float().to(ctx.device)
         return loss_fn(out["logits"], targets)
 
@@ -90,8 +95,8 @@ def train(ctx: RunContext, stage_dir: Path, key: str, flow_model: torch.nn.Modul
             probs.append(torch.sigmoid(_forward(ctx, flow_model, model, clip)["logits"].float()).cpu().numpy())
         return mean_f1(np.concatenate(probs), val_labels)
 
-    return fit(stage_dir, model, train_step, validate, loop_config(ctx), key=key, regulariser=reg,
-               generators={"sampler": np_rng, "augment": gen}, precision=ctx.precision,
+    return fit(stage_dir, net, train_step, validate, loop_config(ctx), key=key, regulariser=reg,
+               generators={"sampler": np_rng, "augment": gen}, fabric=fabric, stage=STAGE,
                desc=f"{STAGE} {ctx.preset.feature_extractor}", progress=ctx.progress)
 
 
@@ -101,16 +106,17 @@ def load(ctx: RunContext, stage_dir: Path) -> torch.nn.Module:
 
 
 @torch.inference_mode()
-def extract(ctx: RunContext, out_dir: Path, flow_model, model, batch: int) -> list[str]:
+def extract(ctx: RunContext, out_dir: Path, flow_model, model, batch: int, videos=None) -> list[str]:
     """Write ``out_dir/<video>.npz`` (spatial (T, 512), flow (T, 512), fe_logits (T, K)) per video.
 
     Videos whose file exists are skipped (files are written atomically, so an existing one is
-    complete): a killed extraction resumes at the next video. Returns the videos written now.
+    complete): a killed extraction resumes at the next video. ``videos``: a subset of the run's
+    videos (one DDP process's share); None = all. Returns the videos written now.
     """
     from tqdm.auto import tqdm
 
     n = ctx.preset.n_flow_frames
-    todo = [v for v in ctx.videos if not (out_dir / f"{v}.npz").exists()]
+    todo = [v for v in (ctx.videos if videos is None else videos) if not (out_dir / f"{v}.npz").exists()]
     written = []
     total = sum(len(ctx.frames[v]) for v in todo)
     with tqdm(total=total, desc="features", disable=not ctx.progress, leave=False, dynamic_ncols=True) as bar:

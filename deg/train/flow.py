@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from deg.train.clips import FrameSampler
+from deg.train.distributed import setup_module, shard, take
 from deg.train.common import RunContext, load_initial_weights, prepare_model, seed_everything, stage_seed
 from deg.train.loop import FitResult, LoopConfig, WeightPenalty, fit, load_best_weights
 
@@ -63,11 +64,15 @@ def train(ctx: RunContext, stage_dir: Path, key: str) -> FitResult:
         ctx.profile.val_batches * ctx.profile.flow_batch)
     augment = ctx.augmenter()
     batch = ctx.profile.flow_batch
+    fabric = ctx.training_fabric()
+    net = setup_module(fabric, model)        # DDP wrapper under several processes
+    rows = shard(fabric, batch)              # this process's slice of each global batch
 
     def train_step(step: int) -> torch.Tensor:
         videos, centers = sampler.sample(batch)
-        raw, clip = ctx.clip_batch(videos, centers, n, augment, gen)
-        flows = model(clip.contiguous())
+        videos, centers, params = take(rows, videos, centers, augment.sample(batch, gen))
+        raw, clip = ctx.clip_batch(videos, centers, n, augment, gen, params)
+        flows = net(clip.contiguous())
         # The photometric/SSIM terms compare images in their natural [0, 1] range (SSIM's
         # constants assume it); the network itself sees standardised input.
         total, _ = motionnet_loss(raw, [f.float() for f in flows], loss_config, model.is_3d)
@@ -83,8 +88,8 @@ def train(ctx: RunContext, stage_dir: Path, key: str) -> FitResult:
             weights.append(len(c))
         return float(np.average(losses, weights=weights))
 
-    return fit(stage_dir, model, train_step, validate, loop_config(ctx), key=key, regulariser=reg,
-               generators={"sampler": np_rng, "augment": gen}, precision=ctx.precision,
+    return fit(stage_dir, net, train_step, validate, loop_config(ctx), key=key, regulariser=reg,
+               generators={"sampler": np_rng, "augment": gen}, fabric=fabric, stage=STAGE,
                desc=f"{STAGE} {ctx.preset.flow_generator}", progress=ctx.progress)
 
 

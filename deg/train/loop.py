@@ -15,8 +15,12 @@ validation of a short run would cost more than the training.) A run killed at an
 resumed run continues exactly as the uninterrupted one would have (on the CPU). ``best.pt`` holds
 the weights with the best validation metric; they are kept in memory and written just before
 ``last.pt``, so ``best.pt`` is never older than the best that ``last.pt`` records. ``log.csv``
-(step, lr, train_loss, val_metric, penalty, wall_s) is rewritten from the checkpoint's rows, so
-it never holds a row the checkpoint does not know.
+(step, lr, train_loss, val_metric, penalty, wall_s) and ``steps.csv`` (step, lr, train_loss of
+every step) are rewritten from the checkpoint's rows, so they never hold a row the checkpoint
+does not know.
+
+The loop runs on Lightning Fabric (:mod:`deg.train.distributed`): in one process the same torch
+calls as a plain loop (bit-identical, tested), under DDP one slice of each global batch per process.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ from deg import io
 log = logging.getLogger(__name__)
 
 LOG_COLUMNS = ["step", "lr", "train_loss", "val_metric", "penalty", "wall_s"]
+STEP_COLUMNS = ["step", "lr", "train_loss"]
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,34 @@ def optimisation_step(train_step: Callable[[int], torch.Tensor], step: int, opti
     return float(loss.detach())
 
 
+def fabric_step(fabric, train_step: Callable[[int], torch.Tensor], step: int, optimizer,
+                regulariser: WeightPenalty | None = None) -> float:
+    """:func:`optimisation_step` through Lightning Fabric; returns the loss averaged over processes.
+
+    ``optimizer`` is Fabric's wrapper (``fabric.setup_optimizers``). In one process every call
+    is the plain one (``loss.backward()``, ``optimizer.step()``): bit-identical to
+    :func:`optimisation_step`. Under DDP the backward pass averages the gradients over
+    processes before the penalty's constant gradient is added (the same on every process).
+    """
+    from deg.train.distributed import mean_over_processes
+
+    optimizer.zero_grad(set_to_none=True)
+    with fabric.autocast():
+        loss = train_step(step)
+    # the mean over processes: what the log shows, and a NaN on one process stops them all together
+    reported = mean_over_processes(fabric, loss.detach())
+    if not torch.isfinite(reported):
+        raise FloatingPointError(f"non-finite training loss {reported.item()} at step {step}")
+    fabric.backward(loss)
+    if regulariser is not None:
+        scaler = getattr(fabric.strategy.precision, "scaler", None)   # 16-mixed only
+        if scaler is not None:
+            scaler.unscale_(optimizer.optimizer)    # the penalty's gradient is added unscaled
+        regulariser.add_gradient()
+    optimizer.step()
+    return float(reported)
+
+
 def _better(metric: float, best: float | None, mode: str) -> bool:
     if metric is None or not math.isfinite(metric):
         return False
@@ -242,7 +275,8 @@ def load_best_weights(stage_dir: Path, build: Callable[[], torch.nn.Module]) -> 
 def fit(stage_dir: Path, model: torch.nn.Module, train_step: Callable[[int], torch.Tensor],
         validate: Callable[[], float], cfg: LoopConfig, *, key: str = "",
         generators: dict[str, Any] | None = None, regulariser: "WeightPenalty | None" = None,
-        precision: Precision | None = None, desc: str = "train", progress: bool = True) -> FitResult:
+        precision: Precision | None = None, fabric=None, stage: str = "", desc: str = "train",
+        progress: bool = True) -> FitResult:
     """Train ``model`` in ``stage_dir`` until the stopping rule; resume from ``last.pt`` if present.
 
     ``train_step(step)`` returns the scalar loss of one batch (it runs under autocast; the loop
@@ -252,18 +286,39 @@ def fit(stage_dir: Path, model: torch.nn.Module, train_step: Callable[[int], tor
     configuration key) is stored in checkpoints; a ``last.pt`` with another key is ignored.
     ``regulariser``: an L2 / L2-SP penalty applied through the optimiser (:class:`WeightPenalty`);
     ``train_loss`` in the log is the data loss, ``penalty`` the regulariser's value.
+
+    ``fabric``: the Lightning Fabric to train on (:mod:`deg.train.distributed`; its precision
+    plugin replaces ``precision``); None = one process on the model's device with ``precision``. Under DDP ``model`` must be the module
+    ``fabric.setup_module`` returned (the one ``train_step`` calls, so gradients are averaged)
+    and ``train_step`` trains on this process's slice of the global batch
+    (:func:`deg.train.distributed.shard`); every process must call ``fit`` alike. After every
+    validation the Fabric's callbacks get ``on_validation(stage=stage, step=, metric=)``.
     """
+    from lightning_fabric.wrappers import is_wrapped
     from tqdm.auto import tqdm
 
+    from deg.train import distributed
+
     stage_dir = Path(stage_dir)
-    stage_dir.mkdir(parents=True, exist_ok=True)
     generators = generators or {}
-    precision = precision or Precision()
-    optimizer = make_optimizer(model, cfg.lr, regulariser)
-    scaler = precision.make_scaler()
+    if fabric is None:
+        device = next(model.parameters()).device
+        precision = precision or Precision(device.type)
+        fabric = distributed.make_fabric(device, precision)
+    if not is_wrapped(model):
+        if fabric.world_size > 1:
+            raise ValueError(f"{desc}: under DDP, pass the module fabric.setup_module() returned (the one "
+                             "train_step calls), or gradients are never averaged")
+        model = fabric.setup_module(model)
+    net, model = model, model.module        # the wrapper trains; the plain module holds the weights
+    rank0 = fabric.is_global_zero
+    if rank0:
+        stage_dir.mkdir(parents=True, exist_ok=True)
+    optimizer = fabric.setup_optimizers(make_optimizer(model, cfg.lr, regulariser))
+    distributed.reseed_dropout(fabric)
 
     state = {"step": 0, "lr": cfg.lr, "best": None, "best_step": None, "last_improve": 0,
-             "log": [], "wall_s": 0.0, "finished": None, "losses": []}
+             "log": [], "steps": [], "wall_s": 0.0, "finished": None, "losses": []}
     resumed_from = None
     last_path, best_path = stage_dir / "last.pt", stage_dir / "best.pt"
     if last_path.exists():
@@ -273,12 +328,18 @@ def fit(stage_dir: Path, model: torch.nn.Module, train_step: Callable[[int], tor
             state.update(ckpt["state"])
             if state["finished"] is None:
                 optimizer.load_state_dict(ckpt["optimizer"])
-                if scaler is not None and ckpt.get("scaler"):
-                    scaler.load_state_dict(ckpt["scaler"])
-                _set_states(generators, ckpt["rng"])
+                if ckpt.get("precision"):          # 16-mixed: the gradient scaler's state
+                    fabric.strategy.precision.load_state_dict(ckpt["precision"])
+                rng = ckpt["rng"] if isinstance(ckpt["rng"], list) else [ckpt["rng"]]
+                if len(rng) != fabric.world_size:
+                    log.warning("%s: %s was written by %d process(es), resumed by %d: dropout streams of "
+                                "processes > 0 restart", desc, last_path, len(rng), fabric.world_size)
+                _set_states(generators, rng[fabric.global_rank] if fabric.global_rank < len(rng) else rng[0])
+                if fabric.global_rank >= len(rng):
+                    distributed.reseed_dropout(fabric)
             resumed_from = state["step"]
             log.info("%s: resuming from step %d (%s)", desc, resumed_from, last_path)
-            if progress:
+            if progress and rank0:
                 print(f"{desc}: resuming from step {resumed_from} of {cfg.max_steps} ({last_path})")
         else:
             log.info("%s: ignoring %s (configuration key %s != %s)", desc, last_path, ckpt.get("key"), key)
@@ -288,31 +349,39 @@ def fit(stage_dir: Path, model: torch.nn.Module, train_step: Callable[[int], tor
     pending_best: dict[str, Any] = {}      # best weights not yet on disk (CPU copies)
 
     def checkpoint() -> None:
+        """Every process calls it (the random states are gathered); process 0 writes."""
+        rng = distributed.gather(fabric, _get_states(generators)) if state["finished"] is None else None
+        if not rank0:
+            pending_best.clear()
+            return
         if pending_best:                    # best.pt first: never older than what last.pt records
             save_checkpoint(best_path, dict(pending_best))
             pending_best.clear()
         payload = {"key": key, "model": model.state_dict(),
-                   "state": dict(state, log=list(state["log"]), losses=list(state["losses"]))}
+                   "state": dict(state, log=list(state["log"]), steps=list(state["steps"]),
+                                 losses=list(state["losses"]))}
         if state["finished"] is None:
             # Only an unfinished stage needs what resuming takes; a finished last.pt keeps the
             # final weights alone (Adam's moments would triple its size).
-            payload.update(optimizer=optimizer.state_dict(), rng=_get_states(generators),
-                           scaler=scaler.state_dict() if scaler is not None else None)
+            payload.update(optimizer=optimizer.state_dict(), rng=rng,
+                           precision=fabric.strategy.precision.state_dict())
         save_checkpoint(last_path, payload)
         io.write_csv(stage_dir / "log.csv", pd.DataFrame(state["log"], columns=LOG_COLUMNS))
+        io.write_csv(stage_dir / "steps.csv", pd.DataFrame(state["steps"], columns=STEP_COLUMNS))
 
     def keep_best() -> None:
-        pending_best.update(key=key, step=state["step"], metric=state["best"],
-                            model={k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
+        if rank0:
+            pending_best.update(key=key, step=state["step"], metric=state["best"],
+                                model={k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
 
     t_start = time.perf_counter()
     wall_before = state["wall_s"]
     last_save = time.perf_counter()
     saved = False                           # the first validation of this call always checkpoints
     losses: list[float] = state["losses"]     # training losses since the last validation
-    bar = tqdm(total=cfg.max_steps, initial=state["step"], desc=desc, disable=not progress, leave=False,
-               dynamic_ncols=True)
-    model.train()
+    bar = tqdm(total=cfg.max_steps, initial=state["step"], desc=desc, disable=not (progress and rank0),
+               leave=False, dynamic_ncols=True)
+    net.train()
     while state["finished"] is None:
         if state["step"] >= cfg.max_steps:      # e.g. the step limit was lowered before a resume
             state["finished"] = "max_steps"
@@ -321,17 +390,19 @@ def fit(stage_dir: Path, model: torch.nn.Module, train_step: Callable[[int], tor
         state["step"] += 1
         step = state["step"]
         try:
-            loss = optimisation_step(train_step, step, optimizer, precision, scaler, regulariser)
+            loss = fabric_step(fabric, train_step, step, optimizer, regulariser)
         except FloatingPointError as exc:
             raise FloatingPointError(f"{desc}: {exc} (stage folder {stage_dir})") from None
         losses.append(loss)
+        state["steps"].append([step, state["lr"], loss])
         bar.update(1)
 
         if step % cfg.val_every == 0 or step == cfg.max_steps:
-            model.eval()
-            with torch.no_grad(), precision.autocast():
-                metric = float(validate())
-            model.train()
+            net.eval()
+            with torch.no_grad(), fabric.autocast():
+                metric = distributed.agree(fabric, float(validate()))
+            net.train()
+            fabric.call("on_validation", stage=stage, step=step, metric=metric)
             improved = _better(metric, state["best"], cfg.mode)
             if improved:
                 state["best"], state["best_step"], state["last_improve"] = metric, step, step
@@ -356,20 +427,21 @@ def fit(stage_dir: Path, model: torch.nn.Module, train_step: Callable[[int], tor
                 state["finished"] = "max_steps"
             if improved:
                 keep_best()
-            if (state["finished"] is not None or not saved
-                    or time.perf_counter() - last_save >= cfg.checkpoint_min_interval_s):
+            if distributed.agree(fabric, state["finished"] is not None or not saved
+                                 or time.perf_counter() - last_save >= cfg.checkpoint_min_interval_s):
                 checkpoint()
                 last_save, saved = time.perf_counter(), True
-        elif time.perf_counter() - last_save > cfg.checkpoint_every_s:
+        elif distributed.agree(fabric, time.perf_counter() - last_save > cfg.checkpoint_every_s):
             state["wall_s"] = wall_before + time.perf_counter() - t_start
             checkpoint()
             last_save = time.perf_counter()
     bar.close()
     state["wall_s"] = wall_before + time.perf_counter() - t_start
-    if not best_path.exists():
+    if distributed.agree(fabric, not best_path.exists()):
         # No finite validation metric ever (e.g. a behaviour-free validation set): best = last.
         keep_best()
         checkpoint()
+    fabric.barrier()                        # best.pt is on disk before any process reads it
     return FitResult(steps=state["step"], best_metric=state["best"], best_step=state["best_step"],
                      stopped=state["finished"], resumed_from=resumed_from, wall_s=state["wall_s"],
                      log=list(state["log"]))

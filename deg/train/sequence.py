@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from deg.train.clips import sample_windows, window
-from deg.train.common import RunContext, classification_loss, mean_f1, seed_everything, stage_seed
+from deg.train.distributed import setup_module, shard, take
+from deg.train.common import RunContext, classification_loss, mean_f1, seed_everything, stage_seed, stage_value
 from deg.train.loop import FitResult, LoopConfig, WeightPenalty, fit, load_best_weights
 
 STAGE = "sequence"
@@ -26,7 +27,8 @@ MARGIN = 256
 # TGM constructor argument -> HPARAMS["tgm_<name>"]
 TGM_ARGS = {"length": "filter_length", "n_filters": "n_filters", "c_in": "c_in", "c_out": "c_out",
             "n_layers": "n_layers", "hidden": "hidden", "input_dropout": "input_dropout",
-            "output_dropout": "output_dropout", "kernel": "kernel", "soft_attention": "soft_attention"}
+            "output_dropout": "output_dropout", "kernel": "kernel", "soft_attention": "soft_attention",
+            "nonlinear_head": "nonlinear_head", "final_bn": "final_bn"}
 
 
 def load_features(feature_dir: Path, videos) -> dict[str, dict[str, np.ndarray]]:
@@ -56,7 +58,7 @@ def build(ctx: RunContext, n_features: int, on_device: bool = True) -> torch.nn.
 def loop_config(ctx: RunContext) -> LoopConfig:
     p, h = ctx.profile, ctx.hparams
     return LoopConfig(max_steps=p.sequence_steps, val_every=p.val_every, patience_steps=p.lr_patience_steps,
-                      lr=h["lr"], lr_factor=h["lr_factor"], lr_min=h["lr_min"], mode="max")
+                      lr=stage_value(h, "sequence", "lr"), lr_factor=h["lr_factor"], lr_min=h["lr_min"], mode="max")
 
 
 @torch.no_grad()
@@ -84,27 +86,31 @@ def train(ctx: RunContext, stage_dir: Path, key: str, features: dict[str, dict[s
     model = build(ctx, n_features)
     pos, neg = ctx.train_counts()
     model.init_output_bias(pos, neg)
-    loss_fn = classification_loss(ctx.hparams, pos, neg, ctx.device)
+    # the loss constants tuned for this stage when given (deg.tune: sequence_focal_gamma, ...)
+    loss_fn = classification_loss(ctx.hparams, pos, neg, ctx.device, stage_prefix="sequence")
     L, batch = ctx.profile.sequence_length, ctx.profile.sequence_batch
     lengths = {v: len(features[v]["x"]) for v in ctx.split.train}
     val_labels = np.concatenate([ctx.labels[v] for v in ctx.split.val])
+    fabric = ctx.training_fabric()
+    net = setup_module(fabric, model)        # DDP wrapper under several processes
+    rows = shard(fabric, batch)              # this process's slice of each global batch
 
     def train_step(step: int) -> torch.Tensor:
-        videos, starts = sample_windows(lengths, ctx.split.train, L, batch, np_rng)
+        videos, starts = take(rows, *sample_windows(lengths, ctx.split.train, L, batch, np_rng))
         x = np.stack([window(features[v]["x"], s, L, 0.0) for v, s in zip(videos, starts)])  # (B, L, D)
         y = np.stack([window(ctx.labels[v], s, L, -1) for v, s in zip(videos, starts)])       # (B, L, K)
         x = torch.from_numpy(x).to(ctx.device).transpose(1, 2)                                # (B, D, L)
         y = torch.from_numpy(y).to(ctx.device).transpose(1, 2)                                # (B, K, L)
         # -1 (unlabelled or padding past the end of a video) carries no loss
-        return loss_fn(model(x), y)
+        return loss_fn(net(x), y)
 
     def validate() -> float:
         probs = np.concatenate([predict(model, features[v]["x"], ctx.device, ctx.precision) for v in ctx.split.val])
         return mean_f1(probs, val_labels)
 
     reg = regulariser(model, ctx.hparams)
-    return fit(stage_dir, model, train_step, validate, loop_config(ctx), key=key, regulariser=reg,
-               generators={"sampler": np_rng}, precision=ctx.precision,
+    return fit(stage_dir, net, train_step, validate, loop_config(ctx), key=key, regulariser=reg,
+               generators={"sampler": np_rng}, fabric=fabric, stage=STAGE,
                desc=f"{STAGE} {ctx.preset.sequence_model}", progress=ctx.progress)
 
 
