@@ -208,13 +208,15 @@ def _train_backbone(sd_path: Path, key: str, arch: str, live: bool, frames: dict
 def _train_flow(sd_path: Path, key: str, generator: str, n_frames: int, frames: dict[str, np.ndarray],
                 flips: dict[str, bool], profile: str, seed: int, progress: bool):
     from deg.augment import ClipAugmenter, Standardizer, channel_stats, to_float_clip
-    from deg.losses import motionnet_loss
+    from deg.losses import MotionNetLossConfig, motionnet_loss
     from deg.models.flow import build_flow_generator
     from deg.train.clips import FrameSampler, gather_clips, to_device
     from deg.train.common import seed_everything
     from deg.train.loop import WeightPenalty, fit, load_checkpoint
 
     sizes = get_selfsup_profile(profile)
+    # the profile's flow-loss constants, passed explicitly (as the flow stage does)
+    loss_config = MotionNetLossConfig.from_hparams({**HPARAMS, **get_profile(profile).hparams})
     np_rng, gen = seed_everything(seed)
     device = _device()
     model = build_flow_generator(generator, n_frames=n_frames,
@@ -232,7 +234,8 @@ def _train_flow(sd_path: Path, key: str, generator: str, n_frames: int, frames: 
         raw = to_float_clip(to_device(gather_clips(frames, v, c, n_frames), device))
         if aug:
             raw = augment(raw, gen)
-        total, _ = motionnet_loss(raw, [f.float() for f in model(standardise(raw).contiguous())], model.is_3d)
+        total, _ = motionnet_loss(raw, [f.float() for f in model(standardise(raw).contiguous())], loss_config,
+                                  model.is_3d)
         return total
 
     def train_step(step: int) -> torch.Tensor:
