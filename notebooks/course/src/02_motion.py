@@ -22,8 +22,9 @@ import matplotlib.pyplot as plt
 from deg.course import checks
 from deg.data import synthetic
 from deg.data import video as video_io
-from deg.losses import motionnet_loss, smoothness, ssim
+from deg.losses import MotionNetLossConfig, motionnet_loss, ssim
 from deg.models.flow import build_flow_generator, warp
+from deg.presets import HPARAMS
 
 steps = {"full": 60, "tiny": 2}[size]
 torch.manual_seed(0)
@@ -119,11 +120,12 @@ opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 clips = torch.from_numpy(frames).permute(3, 0, 1, 2).float()[None] / 255     # (1, 3, T, H, W) in [0, 1]
 history = []
 rng = np.random.default_rng(0)
+loss_config = MotionNetLossConfig.from_hparams(HPARAMS)      # the loss's constants (deg/presets.py)
 for step in range(steps):
     starts = rng.integers(0, frames.shape[0] - n_frames, size=2)
     clip = torch.cat([clips[:, :, s:s + n_frames] for s in starts])         # (2, 3, 11, H, W)
     flows = model((clip - 0.5) / 0.25)                                       # normalised input
-    loss, parts = motionnet_loss(clip, flows)
+    loss, parts = motionnet_loss(clip, flows, loss_config)
     opt.zero_grad()
     loss.backward()
     opt.step()
