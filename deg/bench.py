@@ -57,6 +57,7 @@ STAGES = ("inference", "train_flow", "train_feature", "train_sequence")
 BEHAVIOURS = ["background", "b1", "b2", "b3", "b4", "b5"]   # K = 6, like the synthetic datasets
 NORM = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
 MIN_FRAMES = 4            # inference frames measured at the least
+MIN_TRAIN_BATCH = 2      # the smallest training batch batch norm accepts
 TRAIN_COST = 3.0          # a training step ~ 3x the forward pass of its batch (forward + backward)
 
 
@@ -281,7 +282,8 @@ def bench_preset(preset_name: str, device: torch.device, settings: Settings, wor
             batch = getattr(profile, field)
             note = ""
             if stage != "sequence" and TRAIN_COST * batch / fps > settings.budget_s:
-                smaller = max(1, int(settings.budget_s * fps / TRAIN_COST))
+                # at least 2: batch norm in training mode needs two samples per channel
+                smaller = max(MIN_TRAIN_BATCH, int(settings.budget_s * fps / TRAIN_COST))
                 note = f"batch {batch} -> {smaller} to fit the {settings.budget_s:g} s budget"
                 batch = smaller
             res = None
@@ -290,7 +292,7 @@ def bench_preset(preset_name: str, device: torch.device, settings: Settings, wor
                 try:
                     res = train_rate(stage, train_ctx, frames, flow_model, settings, settings.budget_s)
                 except torch.OutOfMemoryError:
-                    if batch == 1:
+                    if batch // 2 < MIN_TRAIN_BATCH:
                         raise
                     note = f"batch {batch} -> {batch // 2} (out of memory)"
                     batch //= 2
