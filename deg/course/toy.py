@@ -45,7 +45,7 @@ class LinearStreams(nn.Module):
 
 
 def fit_streams(train: dict[str, np.ndarray], labels: np.ndarray, streams: Sequence[str], steps: int,
-                pos_weight: torch.Tensor | None = None, gamma: float = 1.0, lr: float = 0.05,
+                pos_weight: torch.Tensor | None = None, gamma: float = 1.0, smoothing: float = 0.0, lr: float = 0.05,
                 seed: int = 0) -> tuple[LinearStreams, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Fit :class:`LinearStreams` on the named ``streams`` of ``train`` (each (T, D)) against
     ``labels`` (T, K) -1/0/1 with :func:`deg.losses.focal_loss` (full batch, Adam).
@@ -59,7 +59,7 @@ def fit_streams(train: dict[str, np.ndarray], labels: np.ndarray, streams: Seque
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(steps):
         opt.zero_grad()
-        loss = focal_loss(model(x), y, pos_weight=pos_weight, gamma=gamma)
+        loss = focal_loss(model(x), y, pos_weight=pos_weight, gamma=gamma, smoothing=smoothing)
         loss.backward()
         opt.step()
     return model, norm

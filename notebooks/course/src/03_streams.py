@@ -84,8 +84,9 @@ bce = -(targets * torch.log(p) + (1 - targets) * torch.log(1 - p)).mean().item()
 
 # %%
 checks.bce_by_hand(bce, logits, targets, strict=strict_checks)
-print("focal_loss(gamma=0, smoothing=0):", focal_loss(logits, targets, gamma=0.0, smoothing=0.0).item())
-print("focal_loss(gamma=1, smoothing=0.05), the paper's:", focal_loss(logits, targets).item())
+print("focal_loss(gamma=0, smoothing=0):", focal_loss(logits, targets, None, gamma=0.0, smoothing=0.0).item())
+print("focal_loss(gamma=1, smoothing=0.05), the paper's:",
+      focal_loss(logits, targets, None, gamma=HPARAMS["focal_gamma"], smoothing=HPARAMS["label_smoothing"]).item())
 
 # %% [markdown]
 # ## 3. Spatial, motion, fused

@@ -114,7 +114,8 @@ window = min(64, min(labels[u].shape[0] for u in videos))
 for step in range(steps):
     u = train_v[step % len(train_v)]
     s = rng.integers(0, labels[u].shape[0] - window + 1)
-    loss = focal_loss(tgm(x_all[u][..., s:s + window]), y_all[u][..., s:s + window])
+    loss = focal_loss(tgm(x_all[u][..., s:s + window]), y_all[u][..., s:s + window], None,
+                      gamma=HPARAMS["focal_gamma"], smoothing=HPARAMS["label_smoothing"])
     opt.zero_grad()
     loss.backward()
     opt.step()

@@ -29,6 +29,7 @@ from deg.data import synthetic
 from deg.data.splits import make_splits, random_split
 from deg.losses import pos_weight_from_counts
 from deg.postprocess import best_thresholds
+from deg.presets import HPARAMS
 
 steps, n_splits, shuffles = {"full": (300, 5, 100), "tiny": (5, 3, 3)}[size]
 torch.set_num_threads(1)
@@ -64,7 +65,7 @@ split = random_split(ds.videos, labels, seed=0, behaviours=ds.behaviours)   # th
 # %%
 sets = {name: toy.stack(feats, getattr(split, name)) for name in ("train", "val", "test")}
 ys = {name: np.concatenate([labels[v] for v in getattr(split, name)]) for name in ("train", "val", "test")}
-pw = pos_weight_from_counts((ys["train"] == 1).sum(0), (ys["train"] == 0).sum(0))
+pw = pos_weight_from_counts((ys["train"] == 1).sum(0), (ys["train"] == 0).sum(0), beta=HPARAMS["pos_weight_beta"])
 model, norm = toy.fit_streams(sets["train"], ys["train"], ["spatial", "motion"], steps, pos_weight=pw)
 val_probs, test_probs = (toy.predict_streams(model, norm, sets[n]) for n in ("val", "test"))
 
@@ -113,7 +114,7 @@ rows = []
 for s in make_splits(ds.videos, labels, n_splits=n_splits, seed=1, behaviours=ds.behaviours):
     tr, va, te = (toy.stack(feats, getattr(s, n)) for n in ("train", "val", "test"))
     ytr, yva, yte = (np.concatenate([labels[v] for v in getattr(s, n)]) for n in ("train", "val", "test"))
-    w = pos_weight_from_counts((ytr == 1).sum(0), (ytr == 0).sum(0))
+    w = pos_weight_from_counts((ytr == 1).sum(0), (ytr == 0).sum(0), beta=HPARAMS["pos_weight_beta"])
     for name, streams in {"spatial": ["spatial"], "fused": ["spatial", "motion"]}.items():
         m, nm = toy.fit_streams(tr, ytr, streams, steps, pos_weight=w)
         tau = best_thresholds(toy.predict_streams(m, nm, va), yva)
