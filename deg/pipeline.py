@@ -200,7 +200,7 @@ def run(dataset: str, preset: str, split: int | str, profile: str = "demo", seed
 
 def _record_overrides(prof: presets.Profile) -> None:
     """``results/<profile>+<digest>/profile.json``: the profile and the overrides the digest stands for."""
-    if not prof.overrides:
+    if prof.results_name == prof.name:       # no folder of its own (no overrides, or pretrained= only)
         return
     path = paths.results_dir() / prof.results_name / "profile.json"
     if not path.exists():

@@ -178,8 +178,10 @@ class Profile:
 
     @property
     def results_name(self) -> str:
-        """Folder name under ``results/`` and ``figures/``: see :func:`results_name`."""
-        return results_name(self.name, self.overrides)
+        """Folder name under ``results/`` and ``figures/``: see :func:`results_name`. ``pretrained``
+        is left out: a run from self-supervised weights has its own folder inside the profile's
+        (``<dataset>/selfsup/<preset>/<split>``, :func:`deg.train.selfsup.run_dir`)."""
+        return results_name(self.name, {k: v for k, v in self.overrides.items() if k != "pretrained"})
 
     def for_preset(self, preset: str) -> "Profile":
         """This profile with ``preset_overrides[preset]`` applied (the fields a run of ``preset`` uses).

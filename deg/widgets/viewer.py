@@ -79,9 +79,10 @@ function render({ model, el }) {
     let handled = true;
     if (e.key === "ArrowRight") { model.set("cursor", Math.min(model.get("cursor") + step, model.get("n_frames") - 1)); model.save_changes(); }
     else if (e.key === "ArrowLeft") { model.set("cursor", Math.max(model.get("cursor") - step, 0)); model.save_changes(); }
-    else if (e.key in keys) model.send({ cmd: "toggle", behaviour: keys[e.key] });
-    else if (e.key === "[") model.send({ cmd: "stretch", side: "start" });
-    else if (e.key === "]") model.send({ cmd: "stretch", side: "stop" });
+    // edits carry the frame on screen: the cursor's own sync may still be on its way to the kernel
+    else if (e.key in keys) model.send({ cmd: "toggle", behaviour: keys[e.key], at: model.get("cursor") });
+    else if (e.key === "[") model.send({ cmd: "stretch", side: "start", at: model.get("cursor") });
+    else if (e.key === "]") model.send({ cmd: "stretch", side: "stop", at: model.get("cursor") });
     else if (e.key === "Delete" || e.key === "Backspace") model.send({ cmd: "delete" });
     else if (e.key === "z") model.send({ cmd: "undo" });
     else if (e.key === "s") model.send({ cmd: "save" });
@@ -201,6 +202,9 @@ class EthogramWidget(anywidget.AnyWidget):
     def command(self, cmd: str, **args) -> None:
         """Run one view command (what a key or click sends); the status line says what happened."""
         m = self.model_state
+        if args.get("at") is not None and int(args["at"]) != m.cursor:   # the frame the user saw
+            self.cursor = int(args["at"])
+        args.pop("at", None)
         try:
             if cmd == "toggle":
                 bout = m.toggle(args["behaviour"])

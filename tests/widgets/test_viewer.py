@@ -55,3 +55,13 @@ def test_raster_window_follows_the_cursor(video, tmp_path):
     red = np.where((image[0] == (220, 30, 30)).all(1))[0]
     assert list(red) == [20 * COL_W, 20 * COL_W + 1]          # the cursor line at frame 20
     assert w.raster_rows[0].startswith("frames 0-39")
+
+
+def test_an_edit_uses_the_frame_on_screen_not_a_late_cursor_sync(video, tmp_path):
+    """A key's edit carries the frame the browser shows (``at``): the cursor's own sync may arrive later."""
+    w = EthogramWidget.for_labels(video, tmp_path / "me.csv", editing="me")
+    w.cursor = 2                                              # the kernel has seen frames up to 2 so far
+    w.command("toggle", behaviour="walk", at=5)               # the user pressed the key on frame 5
+    assert w.cursor == 5 and "from frame 5" in w.status
+    w.command("toggle", behaviour="walk", at=9)
+    assert w.bouts == [{"behaviour": "walk", "start": 5, "stop": 10}]
