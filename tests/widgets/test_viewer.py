@@ -59,7 +59,9 @@ def test_raster_window_follows_the_cursor(video, tmp_path):
 
 def test_an_edit_uses_the_frame_on_screen_not_a_late_cursor_sync(video, tmp_path):
     """A key's edit carries the frame the browser shows (``at``): the cursor's own sync may arrive later."""
-    w = EthogramWidget.for_labels(video, tmp_path / "me.csv", editing="me")
+    others = tmp_path / "alice.csv"
+    write_deg_labels(others, _labels(), BEHAVIOURS)
+    w = EthogramWidget.for_labels(video, tmp_path / "me.csv", editing="me", others={"alice": others})
     w.cursor = 2                                              # the kernel has seen frames up to 2 so far
     w.command("toggle", behaviour="walk", at=5)               # the user pressed the key on frame 5
     assert w.cursor == 5 and "from frame 5" in w.status
