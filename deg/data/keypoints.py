@@ -79,14 +79,7 @@ def _read_bytes(path: Path) -> bytes:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
             raise KeypointFormatError(f"{path}: not a valid gzip file ({exc})") from exc
-    try:
-        text = io.decode_text(raw, path)
-    except io.TextEncodingError as exc:
-        raise KeypointFormatError(str(exc)) from None
-    problem = io.cut_short(text)
-    if problem:
-        raise KeypointFormatError(f"{path}: {problem}")
-    return text.encode("utf-8")        # one byte form for the vectorised field counts below
+    return raw                         # decoded and checked by parse_dlc_csv
 
 
 def line_field_counts(raw: bytes, sep: bytes = b",") -> np.ndarray:
