@@ -481,66 +481,8 @@ ETHOME_REPO = "https://github.com/benlansdell/ethome"
 ETHOME_RAW = ("https://raw.githubusercontent.com/benlansdell/ethome/"
               "e3f7d42786805e9b6f44b1649d061bf83535ca2d/tests/data/")
 
-# sha256 and size of the rat DeepLabCut CSVs 1..40 (gunzipped shared copies = origin bytes)
-RAT_POSE_SHA: dict[int, tuple[str, int]] = {
-    1: ("82f78b08f54610c8a3872627d207690e306e39e12e7fb920ed10fd2b7855bacb", 3409163),
-    2: ("55a54e37a57f21e475200621e65040762c7a405d5d2cb589cd3e64939f4256b9", 3590941),
-    3: ("cc594f665fc72e8739c6363a0d0ec03ab62a940f565731cbb4c081b8240fad94", 3922820),
-    4: ("83929d4108092ff55318ca8afef0ff1c67de6a7fc509ce11d047a9f655c7ec04", 3619122),
-    5: ("5d4ef5967b2053a19fb5dd0c934657ff63c82c4d299f7a72a26873268f4e11ca", 2903556),
-    6: ("6389aa3b8a4da3a792ad8c9b8965afce7474050cf685fb2417a8c0dae4ef8f9a", 3414741),
-    7: ("7bc0791fb5151a7e612018c77fd6323e213f9cbd25c9675404d9f26b56d46805", 3684465),
-    8: ("9382c2576fc4a575a8cd45262a266c1b86b597846acdce21a411c5a12dbb00f1", 3792074),
-    9: ("cd8487747e3daac17d358674ac1ed4676216880136e2f62d8a2699e1a04c097e", 3536009),
-    10: ("3dee5d5403caef281dcf7aa17ac493e68d13d836f8a65bccf985f23652534752", 3631303),
-    11: ("515f79b64d4285114995db4543444c4b1476e95a1c218a5441edb1516bea9b35", 3735909),
-    12: ("1f6dae5c6e1605491e6a1cf0780e6bc5e4ec47893ec7bf438c121d12b1b06f48", 3330815),
-    13: ("80777f0fc8ceba3ec09d2b5fa27c87df87efe1182a21e55517706975c338f099", 3231350),
-    14: ("736320b06681e2bcd88257c1fc18dae3353a669341fe4a5a393b5e5da62d10e6", 3524913),
-    15: ("62c88b1c73e1e66b7e03b73ac72f60edb6a60980a08bd7a865c8b8a75e887808", 3566938),
-    16: ("18968431779157b453d9a1801e84e6c02f58abb697b29be9482a01a547be8f3b", 3634170),
-    17: ("521924fa9800518e710ac4cd3d81dd460771ef39ada6913c1aeb91337410d8ec", 3758860),
-    18: ("faa01e79e61d4a259b11a8a2cbce5a0b37012571a4654083507af19d8dba97a5", 3081960),
-    19: ("bde8466331382f27b54d65fadc0cd11752d238791a2d425567a2163f3d8d04ee", 3197106),
-    20: ("79d3e9e2da33444d846d98c938acac9c81c943e97cb31c5cdc69f2d50d2d1923", 3321750),
-    21: ("02048758a77b7acc4e97c2efe55ff2cacba9642264c9401ae4d5fe33a247e6a3", 3516420),
-    22: ("6c25374f3414fd3f4ade18301916dccfa7b724532491f51df3c8e8d2bff9ffc4", 3793486),
-    23: ("baebff7ea77dfa58f19ff54eb5ea8c159db5c8706724a99a7525b4deaf763782", 3432924),
-    24: ("752e317ccd5643858e6191bb98bdc9193dbe4f071db0dbf923313cfbf48d3652", 2811900),
-    25: ("a919776997c1abe8ad698f86abf52d5f191bdf5998b1c961459fe6c9d533a174", 3392554),
-    26: ("d4a8a8e722c79c547ae44003d0e7b8788029d0e6608b9bcc7ba029a6fb4afa7d", 3568895),
-    27: ("8d309e0b010d46380a55be34557d990aae009ae003d60a000c03c10a722cce25", 3487740),
-    28: ("f7196414567eaf557b55bad6fa9f20b55488f3c3f556937f6a7faa2baebfb674", 3378093),
-    29: ("4ba5dd6f685e3d04c9c97a11c56fecc4da0f6e4fe8361900b20d9cc8eb8ed554", 3381212),
-    30: ("51eba825c3d02a8bc3e030f10d0d8243da1d708903ebfa52ce7905191e2cad5e", 3345202),
-    31: ("9b5748dd2662a626bb1dedd44c9ef2031908f6513fce9c65d8d6e85bc17f4977", 3412367),
-    32: ("849dea891b5eced1c17024374e6d88dd4f9d253f0b9124668d1f754366c4e15c", 3070342),
-    33: ("add9528c115a3ae8a9f4b742c5a5e804b4793ea0769e8b43e1baa030fb30cfbd", 3780114),
-    34: ("cb11f19550ffd92a8c8fa4c9e4648d630194810b0edd2b879010be4d8b250f1e", 3447564),
-    35: ("4c62716e251557173d10ad7a14e82788a162335e33d0d53be08903609502a2e9", 3665600),
-    36: ("60b7eeb05f80d3d3c0f8f8baa3908fa3dd5fded4ee2dd169452e093a452bfd5b", 3703151),
-    37: ("e8d77bb9e67a7319895252ab046a0127c6fff769f5352ace5d4ba8826d12f5fb", 4015454),
-    38: ("165b84caf9c7ec926ff11b0f841d27f38d1c222f0225d1d08dffcfdfa2c22898", 3523098),
-    39: ("865f4cb4ce85da62ad54510f76ca46f0ba1249c6f88cf8cd6580bd61376e84da", 3432552),
-    40: ("65928282a134b820dce984a420769965a8d2e2198a7304c5a02a419f8d4edb6f", 3355151),
-}
-
-
-def _rat_files_with_pose_checksums() -> tuple[RemoteFile, ...]:
-    files = []
-    for remote in REGISTRY["rat_social"].files:
-        if remote.role == "pose":
-            number = int(remote.name[: -len(_RAT_DLC_SUFFIX)])
-            sha, size = RAT_POSE_SHA[number]
-            remote = replace(remote, sha256=sha, size=size,
-                             note="DeepLabCut multi-animal CSV (2 rats x 5 points); sha256/size of the "
-                                  "uncompressed file (the shared copy is gzip-compressed)")
-        files.append(remote)
-    return tuple(files)
-
-
 REGISTRY["rat_social"] = replace(
-    REGISTRY["rat_social"], files=_rat_files_with_pose_checksums(), fps=30.0,
+    REGISTRY["rat_social"], fps=30.0,   # pose checksums: _RAT_DLC in the record above
     notes=REGISTRY["rat_social"].notes.replace(
         "fps: unknown.", "fps: 30, the value the source repository's feature code assumes "
         "(src/data_loader.py, DLCFeatureExtractor(fps=30)); the recordings' rate is not stated.")
