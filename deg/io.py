@@ -17,6 +17,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -172,12 +173,16 @@ class TextEncodingWarning(UserWarning):
 _PLAUSIBLE_SYMBOLS = set("°µ±×÷·–—‘’‚“”„…€£§©®²³¹½¼¾¿¡«»•")
 
 
+# Characters no text file holds: C0 controls other than tab, LF, FF and CR; DEL and the C1
+# controls; the replacement character. A compiled class: a per-character Python loop took
+# 1.5 s per 3 MB pose CSV (two minutes for rat_social's 40 sessions).
+_BAD_CHARACTER = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ufffd]")
+
+
 def _bad_character(text: str) -> int | None:
     """Index of the first character no text file holds (controls other than tab, CR, LF, FF)."""
-    for i, ch in enumerate(text):
-        if (ord(ch) < 32 and ch not in "\t\n\r\x0c") or 0x7F <= ord(ch) < 0xA0 or ch == "\ufffd":
-            return i
-    return None
+    found = _BAD_CHARACTER.search(text)
+    return None if found is None else found.start()
 
 
 def decode_text(raw: bytes, path: str | os.PathLike) -> str:
