@@ -1,7 +1,7 @@
 """What every command line of ``deg`` shares: name checks, one-line errors, exit codes.
 
 Every entry point (``python -m deg.evaluate``, ``deg.infer``, ``deg.bench``, ``deg.notebooks``,
-``deg.describe``, ``deg.figindex`` and the Snakemake plan) checks the names it is given against the
+``deg.describe``, ``deg.figindex``, ``deg.pose.run`` and the Snakemake plan) checks the names it is given against the
 registry, the profiles and the presets *before* anything is computed or written, and reports a
 user's mistake as one line, never a traceback:
 

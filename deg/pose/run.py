@@ -22,8 +22,10 @@ with the run's configuration key (hyperparameters, skeleton, split, a hash of th
 arrays, the code of deg/pose and the pieces it reuses). A run whose DONE carries the current key is
 reused; a stale one is recomputed; an interrupted MLP resumes from ``model/mlp/last.pt``.
 
-Command line (a step of the workflow): ``python -m deg.pose.run --profile P DATASET split<k>``
-runs every method on that split.
+Command line (a step of the workflow): ``python -m deg.pose.run --profile P DATASET split0 split1 ...``
+runs every method on those splits in one process: the pose is read once, and umap-learn's numba
+kernels, which compile on first use in every process (30-100 s on 2 cores, more than a demo
+split's UMAP itself), compile once per dataset rather than once per split.
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deg import io, paths, presets, provenance
+from deg import cli, io, paths, presets, provenance
 
 METHODS = ("pose_mlp", "pose_unsup", "contrastive_pose", "rf_features", "rf_coords")
 METHOD_LABELS = {"pose_mlp": "keypoint MLP", "pose_unsup": "unsupervised + assignment",
@@ -302,10 +304,11 @@ def run_method(prep: Prepared, method: str, split_k: int, split, profile: str, s
     return run_dir
 
 
-def run(dataset: str, split: int | str = 0, profile: str = "demo", methods=METHODS, seed: int = 0,
-        skeleton: str | None = None, progress: bool = True, out_root: str | Path | None = None,
-        **overrides: Any) -> dict[str, Path]:
-    """Run ``methods`` on split ``split`` of ``dataset``; overrides replace pose hyperparameters
+def run_splits(dataset: str, splits, profile: str = "demo", methods=METHODS, seed: int = 0,
+               skeleton: str | None = None, progress: bool = True, out_root: str | Path | None = None,
+               **overrides: Any) -> dict[str, dict[str, Path]]:
+    """Run ``methods`` on each split of ``splits`` (``split<k>`` or k) of ``dataset``, reading
+    the pose once: {``split<k>``: {method: run folder}}. Overrides replace pose hyperparameters
     (:func:`pose_hparams`); ``skeleton`` names an entry of :data:`deg.pose.features.SKELETONS`."""
     from deg.data.datasets import open_dataset
     from deg.pose.data import load_pose_set
@@ -315,19 +318,40 @@ def run(dataset: str, split: int | str = 0, profile: str = "demo", methods=METHO
     ds = open_dataset(dataset)
     pose_set = load_pose_set(ds, get_skeleton(skeleton) if skeleton else None, int(hp["pose_min_units"]))
     prep = Prepared(pose_set, hp)
-    k = int(split_name(split)[len("split"):])
-    the_split = prep.splits(seed)[k]
-    return {m: run_method(prep, m, k, the_split, profile, seed, progress, out_root) for m in methods}
+    all_splits = prep.splits(seed)
+    out = {}
+    for split in splits:
+        name = split_name(split)
+        k = int(name[len("split"):])
+        if not 0 <= k < len(all_splits):
+            raise cli.UsageError(f"{dataset} has splits split0-split{len(all_splits) - 1} under profile "
+                                 f"{profile!r}, not {name}")
+        out[name] = {m: run_method(prep, m, k, all_splits[k], profile, seed, progress, out_root) for m in methods}
+    return out
 
 
+def run(dataset: str, split: int | str = 0, profile: str = "demo", methods=METHODS, seed: int = 0,
+        skeleton: str | None = None, progress: bool = True, out_root: str | Path | None = None,
+        **overrides: Any) -> dict[str, Path]:
+    """Run ``methods`` on split ``split`` of ``dataset``: {method: run folder} (:func:`run_splits`)."""
+    runs = run_splits(dataset, [split], profile, methods, seed, skeleton, progress, out_root, **overrides)
+    return runs[split_name(split)]
+
+
+@cli.entry_point("deg.pose.run")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the pose-based methods on one split of a dataset")
+    parser = argparse.ArgumentParser(description="Run the pose-based methods on splits of a dataset")
     parser.add_argument("dataset")
-    parser.add_argument("split", help="split<k> or k")
+    parser.add_argument("splits", nargs="+", help="split<k> or k, one or more")
     parser.add_argument("--profile", default="demo")
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
     args = parser.parse_args(argv)
-    run(args.dataset, args.split, args.profile, tuple(args.methods))
+    cli.check_dataset(args.dataset)
+    cli.check_profile(args.profile)
+    unknown = sorted(set(args.methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown pose method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    run_splits(args.dataset, args.splits, args.profile, tuple(args.methods))
     return 0
 
 

@@ -47,6 +47,23 @@ def test_runs_share_deg_splits_write_tidy_tables_and_cache(tiny, isolated):
         R.pose_hparams("tiny", no_such_thing=1)
 
 
+def test_command_line_runs_several_splits_and_refuses_bad_names(tiny, isolated, capsys):
+    from deg import cli
+
+    assert R.main(["--profile", "tiny", "synthetic_tiny", "split0", "--methods", "rf_coords"]) == cli.EXIT_OK
+    assert (isolated / "results" / "tiny" / "synthetic_tiny" / "rf_coords" / "split0" / "metrics.csv").is_file()
+    capsys.readouterr()
+    for argv, expected in ((["--profile", "tiny", "synthetic_tiyn", "split0"], "did you mean 'synthetic_tiny'"),
+                           (["--profile", "tiny", "synthetic_tiny", "split1"], "split0-split0 under profile 'tiny'")):
+        assert R.main(argv) == cli.EXIT_USAGE
+        err = capsys.readouterr().err.strip()
+        assert expected in err and "Traceback" not in err and len(err.splitlines()) == 1, err
+    with pytest.raises(SystemExit) as exited:         # argparse's own usage error, exit code 2 as documented
+        R.main(["--profile", "tiny", "synthetic_tiny", "0", "--methods", "rf"])
+    assert exited.value.code == cli.EXIT_USAGE and "unknown pose method(s) rf" in capsys.readouterr().err
+    assert not (isolated / "results" / "tiny" / "synthetic_tiny" / "rf_coords" / "split1").exists()
+
+
 def test_few_videos_are_cut_into_segments(tiny):
     ps = load_pose_set(tiny, min_units=9)
     assert len(ps.units) == 10 and ps.segments and all("@" in u for u in ps.units)
