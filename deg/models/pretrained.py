@@ -14,7 +14,8 @@ Two formats:
   registration order within groups of tensors of the same shape and kind when both sides have
   the same number of them. The published flow generators and feature extractors load
   completely by name: our modules have the published names and shapes (tested against the
-  layout recorded in ``tests/models/data/deepethogram_published_layout.json.gz``). Everything that did not load is listed in the :class:`LoadReport`.
+  layout recorded in ``tests/models/data/deepethogram_published_layout.json.gz``). Everything
+  that did not load is listed in the :class:`LoadReport`.
 
 Without a file, :func:`maybe_load` logs one line and the model trains from scratch.
 """
