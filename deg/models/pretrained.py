@@ -10,9 +10,12 @@ Two formats:
 * checkpoints of the original DeepEthogram models (Kinetics700): a ``torch.save``d dict whose
   ``state_dict`` keys belong to the flow generator, the spatial or the flow classifier. Keys
   are matched by name (after removing wrapper prefixes such as ``module.``/``model.``), then
-  by a unique name suffix, then -- because the original module names differ from ours -- by
+  by a unique name suffix, then -- for checkpoints whose module names differ from ours -- by
   registration order within groups of tensors of the same shape and kind when both sides have
-  the same number of them. Everything that did not load is listed in the :class:`LoadReport`.
+  the same number of them. The published flow generators and feature extractors load
+  completely by name: our modules have the published names and shapes (tested against the
+  layout recorded in ``tests/models/data/deepethogram_published_layout.json.gz``). Everything
+  that did not load is listed in the :class:`LoadReport`.
 
 Without a file, :func:`maybe_load` logs one line and the model trains from scratch.
 """
@@ -28,6 +31,8 @@ from typing import Mapping
 
 import torch
 from torch import nn
+
+from deg.models.flow import FlowGenerator
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +313,7 @@ def maybe_load(model: nn.Module, path_or_none: str | os.PathLike | Mapping | Non
                 report = report.merged(load_deepethogram_checkpoint(model, path_or_none, stream, trusted))
         return report
     if part is None:
-        part = "flow_generator" if hasattr(model, "is_3d") and hasattr(model, "encoder") else None
+        part = "flow_generator" if isinstance(model, FlowGenerator) else None
     if part is None:
         raise ValueError("maybe_load cannot infer which part to load; pass part=")
     return load_deepethogram_checkpoint(model, path_or_none, part, trusted)

@@ -33,7 +33,9 @@ def test_parameter_count_matches_paper(name):
     with torch.device("meta"):  # counts need no memory or init time
         model = build_flow_generator(name)
     paper = PAPER_PARAMS[name]
-    assert abs(n_params(model) - paper) / paper < 0.05, (name, n_params(model), paper)
+    # Table 2 prints one decimal in millions: 5 %, or half that digit (the published
+    # TinyMotionNet3D has 437,738 parameters, printed "0.4M")
+    assert abs(n_params(model) - paper) <= max(0.05 * paper, 0.05e6), (name, n_params(model), paper)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -81,7 +83,7 @@ def test_upsampled_flow_is_doubled(generators):
     def grab(module, inputs, output):
         seen["cat"] = inputs[0]   # returns None: a hook's return value would replace the output
 
-    handle = model.iconv[0].register_forward_hook(grab)
+    handle = model.xconv3.register_forward_hook(grab)
     with torch.no_grad():
         flows = model(torch.randn(1, 3, 11, 64, 64))
     handle.remove()

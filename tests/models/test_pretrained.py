@@ -72,23 +72,19 @@ def test_hara_style_3d_checkpoint_with_dataparallel_prefix(tmp_path):
     assert set(report.skipped) == {"fc.weight", "fc.bias"} and report.adapted == ["backbone.conv1.weight"]
 
 
-def _renamed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """Same tensors in the same order under unrelated names (the original code names modules its own way)."""
-    return {f"{prefix}block{i:03d}.{k.rsplit('.', 1)[-1]}": v for i, (k, v) in enumerate(state.items())}
-
-
 @pytest.fixture(scope="module")
 def deepethogram_checkpoint(tmp_path_factory):
-    """A Lightning-style checkpoint of a whole DeepEthogram-f model pretrained on 700 classes."""
+    """A Lightning-style checkpoint of a whole DeepEthogram-f model pretrained on 700 classes; its
+    flow generator is the recorded published TinyMotionNet layout (not our own model), one
+    distinct value per tensor."""
     torch.manual_seed(5)
-    flow_gen = build_flow_generator("tinymotionnet")
+    flow_gen = _distinct_values(_published("DEG_f", "flow_generator"))
     spatial = torchvision.models.resnet18(weights=None)
     spatial.fc = torch.nn.Linear(512, 700)
     flow_cls = torchvision.models.resnet18(weights=None)
     flow_cls.conv1 = torch.nn.Conv2d(20, 64, 7, 2, 3, bias=False)
     flow_cls.fc = torch.nn.Linear(512, 700)
-    state = {}
-    state.update(_renamed(flow_gen.state_dict(), "model.flow_generator."))
+    state = {f"model.flow_generator.{k}": v for k, v in flow_gen.items()}
     state.update({f"model.spatial_classifier.{k}": v for k, v in spatial.state_dict().items()})
     state.update({f"model.flow_classifier.{k}": v for k, v in flow_cls.state_dict().items()})
     path = tmp_path_factory.mktemp("deg") / "checkpoint.pt"
@@ -96,18 +92,18 @@ def deepethogram_checkpoint(tmp_path_factory):
     return path, flow_gen, spatial, flow_cls
 
 
-def test_deepethogram_flow_generator_by_shape_and_order(deepethogram_checkpoint):
-    path, flow_gen, _, _ = deepethogram_checkpoint
-    torch.manual_seed(99)
+def test_deepethogram_flow_generator_by_shape_and_order(tmp_path):
+    """The loader's fallback for checkpoints whose module names differ from ours: the published
+    TinyMotionNet tensors under unrelated names (same order) still land by shape and order."""
+    published = _distinct_values(_published("DEG_f", "flow_generator"))
+    renamed = {f"block{i:03d}.{k.rsplit('.', 1)[-1]}": v for i, (k, v) in enumerate(published.items())}
+    torch.save({"state_dict": {f"model.{k}": v for k, v in renamed.items()}}, tmp_path / "renamed.pt")
     model = build_flow_generator("tinymotionnet")
-    report = load_deepethogram_checkpoint(model, path, "flow_generator")
+    report = load_deepethogram_checkpoint(model, tmp_path / "renamed.pt", "flow_generator")
     assert not report.missing and not report.skipped
     assert len(report.by_order) == len(model.state_dict())
-    for (name, a), b in zip(model.state_dict().items(), flow_gen.state_dict().values()):
-        torch.testing.assert_close(a, b, msg=name)
-    clip = torch.randn(1, 3, 11, 32, 32)
-    with torch.no_grad():
-        torch.testing.assert_close(model.eval()(clip)[0], flow_gen.eval()(clip)[0])
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(tensor, published[name], msg=name)
 
 
 def test_deepethogram_two_stream_via_maybe_load(deepethogram_checkpoint):
@@ -190,16 +186,21 @@ def _published(preset: str, part: str) -> dict[str, tuple[int, ...]]:
     return {name: tuple(shape) for name, shape in layout[preset][part].items()}
 
 
+def _distinct_values(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, torch.Tensor]:
+    """A tensor of each shape, one distinct value per tensor (BatchNorm step counters too): a
+    tensor loaded into the wrong place shows, and it is cheap."""
+    return {k: (torch.full(s, i + 1, dtype=torch.long) if k.endswith("num_batches_tracked")
+                else torch.full(s, 1e-3 * (i + 1) + seed))
+            for i, (k, s) in enumerate(shapes.items())}
+
+
 def _published_checkpoint(path: Path | None, preset: str, seed: int = 0) -> dict[str, torch.Tensor]:
     """A checkpoint of the published feature-extractor layout, as the authors' Lightning module
     saved it ({"epoch", "state_dict": {"model.<name>": tensor}}), random values; written to
     ``path`` when given (the large presets are passed in memory: the same reader, less disk)."""
     shapes = dict(_published(preset, "feature_extractor"))
     shapes.update({f"flow_generator.{k}": s for k, s in _published(preset, "flow_generator").items()})
-    # one distinct value per tensor: a tensor loaded into the wrong place shows (and it is cheap)
-    state = {k: (torch.zeros(s, dtype=torch.long) if k.endswith("num_batches_tracked")
-                 else torch.full(s, 1e-3 * (i + 1) + seed))
-             for i, (k, s) in enumerate(shapes.items())}
+    state = _distinct_values(shapes, seed)
     if path is not None:
         torch.save({"epoch": 20, "state_dict": {f"model.{k}": v for k, v in state.items()}}, path)
     return state
@@ -233,3 +234,53 @@ def test_published_feature_extractor_checkpoint_loads_completely(tmp_path, monke
             torch.testing.assert_close(mine[name], published[name].to(mine[name].dtype), msg=f"{stream} {name}")
         # the published head is (700, features): the same feature width feeds ours
         assert state[f"{theirs}.1.weight"].shape[1] == ours[f"{stream}.fc.weight"].shape[1]
+
+
+# published module kinds by name: a same-shaped tensor of another kind of layer would be a wrong role
+_KINDS = {"conv": (torch.nn.Conv2d, torch.nn.Conv3d), "deconv": (torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d),
+          "norm": (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)}
+
+
+def _published_kind(name: str) -> str:
+    """The kind of layer a published flow-generator tensor belongs to, from the authors' naming:
+    (de)convs are element 0 of their Sequential, a BatchNorm element 1 (element 1 of a 2D deconv is
+    its LeakyReLU, which has no tensors); predict_flow / upsampled_flow are bare (3D predict: .0)."""
+    module = name.rsplit(".", 1)[0]
+    if module.endswith(".1"):
+        return "norm"
+    return "deconv" if module.startswith(("deconv", "upsampled_flow")) else "conv"
+
+
+@pytest.mark.parametrize("preset", ["DEG_f", "DEG_m", "DEG_s"])
+def test_published_flow_generator_checkpoint_loads_completely(tmp_path, monkeypatch, preset):
+    """Every tensor of the published flow generator (TinyMotionNet, MotionNet, TinyMotionNet3D)
+    lands by name in the tensor of the same role here, checked by value and by layer kind;
+    nothing is missing, nothing skipped, nothing matched by order."""
+    from deg.presets import get_preset
+
+    for init in ("kaiming_normal_", "zeros_"):   # overwritten by the load: skip initialising 46M weights
+        monkeypatch.setattr(torch.nn.init, init, lambda tensor, *args, **kwargs: tensor)
+    p = get_preset(preset)
+    published = _distinct_values(_published(preset, "flow_generator"), seed=1)
+    if preset == "DEG_f":   # the flow-generator training checkpoint, on disk
+        torch.save({"epoch": 30, "state_dict": {f"model.{k}": v for k, v in published.items()}}, tmp_path / "fg.pt")
+        source = tmp_path / "fg.pt"
+    else:                   # a whole HiddenTwoStream checkpoint (a few stream tensors stand in), in memory
+        streams = dict(list(_published(preset, "feature_extractor").items())[:4])
+        state = {f"model.flow_generator.{k}": v for k, v in published.items()}
+        state.update({f"model.{k}": v for k, v in _distinct_values(streams, seed=2).items()})
+        source = {"epoch": 20, "state_dict": state}
+    model = build_flow_generator(p.flow_generator, n_frames=p.n_flow_frames)
+    report = maybe_load(model, source)
+    assert not report.missing and not report.skipped and not report.by_order and not report.adapted
+    assert sorted(report.loaded) == sorted(published)
+    ours = model.state_dict()
+    modules = dict(model.named_modules())
+    for name, value in published.items():
+        torch.testing.assert_close(ours[name], value, msg=name)
+        assert isinstance(modules[name.rsplit(".", 1)[0]], _KINDS[_published_kind(name)]), name
+    # the loaded network runs: the three scales of (N, 2(T-1), h, w) flows
+    with torch.no_grad():
+        flows = model.eval()(torch.randn(1, 3, p.n_flow_frames, 32, 32))
+    assert [tuple(f.shape) for f in flows] == [(1, 2 * (p.n_flow_frames - 1), 32 // s, 32 // s) for s in (2, 4, 8)]
+    assert all(torch.isfinite(f).all() for f in flows)
