@@ -16,7 +16,8 @@ A Figure 6 run ``sub<n>_d<draw>`` trains no flow generator of its own: its flow 
 of its parent split's run (``split0``, :func:`deg.train.keys.flow_parent`; paper: "we trained the
 flow generator only once and kept it fixed"), same folder and key, trained there when missing.
 
-Also ``split.json``, ``run.json`` (provenance) and ``flow_example.npz`` (an 11-frame validation
+Also ``split.json``, ``run.json`` (provenance; both list under ``left_out`` the labelled items
+without a video, :meth:`deg.data.datasets.Dataset.left_out`, which the run's last log line names too) and ``flow_example.npz`` (an 11-frame validation
 clip and its 10 flows, for Figure 1C). The stages' code is in :mod:`deg.train` (one module per
 stage, :mod:`deg.train.keys` for the keys, :mod:`deg.train.store` for the folders).
 
@@ -236,9 +237,11 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
     configs = stage_configs(ctx)
     keys = keys_of(configs)
     fabric, rank0 = ctx.fabric, _rank0(ctx.fabric)      # DDP: process 0 writes every file
+    left_out = ctx.dataset.left_out()   # labelled items without a video: recorded, never silently dropped
     if rank0:
         _write_if_changed(run_dir / "split.json", {"train": ctx.split.train, "val": ctx.split.val,
-                                                   "test": ctx.split.test, "missing": ctx.split.missing})
+                                                   "test": ctx.split.test, "missing": ctx.split.missing,
+                                                   "left_out": left_out})
     previous = _previous_record(run_dir / "run.json", keys)
     dirs = {s: StageDir(run_dir / s, keys[s], configs[s]) for s in STAGES}
     # Figure 6 runs use the flow generator of their parent split's run (its folder, its key)
@@ -262,7 +265,7 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
             "seeds": {"split": ctx.seed, **{s: common.stage_seed(ctx.seed, s) for s in ("flow", "feature", "sequence")}},
             "device": provenance.device_info(str(ctx.device)), "precision": ctx.precision.name,
             "processes": 1 if fabric is None else fabric.world_size,      # DDP processes that trained
-            "stages": records, "stage_keys": keys, **_timing(previous, started, time.perf_counter() - t_run),
+            "left_out": left_out, "stages": records, "stage_keys": keys, **_timing(previous, started, time.perf_counter() - t_run),
             "complete": complete})
 
     def stage(name: str, compute, every_process: bool = True) -> dict[str, Any]:
@@ -363,7 +366,8 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
     cached = sum(bool(r.get("cached")) for r in records.values())
     print(f"deg run {ctx.dataset.id}/{ctx.preset.name}/{_split_name_of(run_dir)} [{ctx.profile.results_name}]: "
           f"{wall:.1f} s, val F1 {_fmt(seq_f1)} (feature extractor {_fmt(fe_f1)}), "
-          f"{cached}/{len(STAGES)} stages cached -> {run_dir}")
+          f"{cached}/{len(STAGES)} stages cached -> {run_dir}"
+          + "".join(f"\n  left out {name}: {why}" for name, why in left_out.items()))
     return run_dir
 
 

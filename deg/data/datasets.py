@@ -121,6 +121,21 @@ class Dataset:
     def has_labels(self, video: str, annotator: str) -> bool:
         return self.label_path(video, annotator).exists()
 
+    def left_out(self, annotator: str | None = None) -> dict[str, str]:
+        """``{name: why}`` of the labelled items a training run cannot use, sorted by name:
+        label files whose video the import did not find (``extra["labels_without_video"]``, see
+        :func:`deg.data.labels.import_deg_project`) and listed videos with labels by
+        ``annotator`` (default: the training annotator) whose video file is missing."""
+        annotator = annotator or self.train_annotator
+        why: dict[str, str] = {}
+        for name in self.extra.get("labels_without_video", []) or []:
+            why[str(name)] = (f"label file without a video: the imported project ({self.extra.get('project_root', '?')}) "
+                              f"has no {name}.mp4")
+        for name in self.videos:
+            if self.video_path(name) is None and self.has_labels(name, annotator):
+                why[name] = f"video file missing: {self.root / 'videos' / f'{name}.mp4'}"
+        return dict(sorted(why.items()))
+
     def extra_path(self, video: str) -> Path | None:
         path = self.root / "extra" / f"{video}.csv"
         return path if path.exists() else None
