@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
@@ -191,6 +192,36 @@ def build_aside(final: str | os.PathLike) -> Iterator[Path]:
 
 
 KEEP_ON_SWAP = ("raw",)     # downloads cached inside a dataset folder survive a rebuild
+
+
+def recover_interrupted_builds(final: str | os.PathLike) -> list[str]:
+    """Undo what a build of ``final`` killed mid-way (``kill -9``, power loss) left beside it.
+
+    Call it only while holding the dataset's preparation lock (:func:`deg.data.prepare.prepare`
+    does), never while another build of the same folder may run. A previous dataset renamed away
+    by :func:`swap_in` (``.old-<name>-*/<name>``) is put back when ``final`` is gone; ``raw/``
+    downloads already moved into an unfinished build return to ``final``; then the unfinished
+    builds (``.tmp-<name>-*``) and old copies are deleted. Returns what was done, one line each.
+    """
+    final = Path(final)
+    if not final.parent.is_dir():
+        return []
+    pattern = re.compile(rf"\.(tmp|old)-{re.escape(final.name)}-[A-Za-z0-9_]{{8}}")
+    leftovers = sorted(p for p in final.parent.iterdir() if p.is_dir() and pattern.fullmatch(p.name))
+    done: list[str] = []
+    for folder in leftovers:
+        if folder.name.startswith(".old-") and not final.exists() and (folder / final.name / COMPLETE).exists():
+            os.rename(folder / final.name, final)
+            done.append(f"{final}: restored the previous dataset from {folder}")
+    for folder in leftovers:
+        for name in KEEP_ON_SWAP:
+            kept = folder / name if folder.name.startswith(".tmp-") else folder / final.name / name
+            if kept.is_dir() and final.is_dir() and not (final / name).exists():
+                os.rename(kept, final / name)
+                done.append(f"{final / name}: moved back from the interrupted build {folder}")
+        shutil.rmtree(folder, ignore_errors=True)
+        done.append(f"{folder}: removed (left by an interrupted build)")
+    return done
 
 
 def swap_in(built: str | os.PathLike, final: str | os.PathLike) -> Path:

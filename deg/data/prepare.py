@@ -28,7 +28,8 @@ Preparation holds a per-dataset lock (``data/.locks/<id>.lock``, ``fcntl.flock``
 kernel even on ``kill -9``). A second ``prepare`` of the same dataset waits for the first (saying
 so) and then finds it complete; ``lock_timeout`` (``--lock-timeout``) bounds the wait and raises
 :class:`PrepareBusyError`. Every dataset is built in a folder beside ``data/<id>`` and swapped in
-only when complete (:func:`deg.data.datasets.build_aside`).
+only when complete (:func:`deg.data.datasets.build_aside`); what a killed attempt left beside it is
+cleared, and its downloads kept, by the next one (:func:`deg.data.datasets.recover_interrupted_builds`).
 
 Command line: ``python -m deg.data.prepare <id> [<id> ...] [--force] [--from PATH]``
 (``make data DATASET=<id> FROM=PATH``). Exit status: 0 ready, 1 a dataset could not be prepared
@@ -53,7 +54,7 @@ import numpy as np
 
 from deg import paths
 from deg.data import prepare_pose
-from deg.data.datasets import COMPLETE, Dataset, DatasetError, build_aside, open_dataset
+from deg.data.datasets import COMPLETE, Dataset, DatasetError, build_aside, open_dataset, recover_interrupted_builds
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,8 @@ def prepare(dataset_id: str, force: bool = False, progress: bool = True, source:
     from deg.data import registry
 
     with prepare_lock(dataset_id, timeout=lock_timeout):
+        for line in recover_interrupted_builds(paths.dataset_dir(dataset_id)):   # a killed earlier attempt
+            print(f"prepare {dataset_id}: {line}", file=sys.stderr, flush=True)
         if dataset_id.startswith(SYNTHETIC_PREFIX):
             if source is not None:
                 raise ValueError(f"{dataset_id} is generated; it takes no FROM= source")
