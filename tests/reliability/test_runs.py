@@ -7,10 +7,12 @@ With the room back, it is killed at points chosen with a seeded generator inside
 stages, then started again, until it finishes; its predictions, features, tables and figure data
 must equal those of an undisturbed run in another folder.
 Finally the finished results folder is made read-only (a read-only bind mount when root, else
-``chmod``) and the run must still load, leaving its ``run.json`` untouched. ``run.json`` keeps
+``chmod``): the run must still load; a run or command that must write there stops with a
+:class:`deg.io.ReadOnlyError` naming the folder (exit code 3), and no file there changes. ``run.json`` keeps
 the start and wall time of the computation across resumed attempts; a no-op re-run adds ``checked_at``.
 
-``make test`` fills the disk once and kills once, during feature writing (a minute of CPU;
+``make test`` fills the disk once and kills twice, during feature writing and as the figure's first
+panel is written (a minute of CPU;
 ``tests/test_pipeline.py`` also kills one run inside feature-extractor training); ``make soak``
 (``DEG_SOAK=<rounds>``) kills in all six stages, each at ``rounds`` random moments.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -60,11 +63,14 @@ def _started(stage: str, results: Path, figures: Path) -> bool:
         return (run / "predictions" / "DONE").exists()
     if stage == "figure_writing":
         return (figures / PROFILE / FIGURE).is_dir()
+    if stage == "between_panels":       # the first panel's files are being written, the second's not yet
+        return any((figures / PROFILE / FIGURE).glob("*f1_a*"))
     raise ValueError(stage)
 
 
 STAGES = ("flow", "feature", "feature_writing", "sequence", "evaluation", "figure_writing")
-ROUNDS = [["feature_writing"]] if not SOAK else [list(STAGES)] * SOAK
+# make test: during feature writing (a random moment up to 0.15 s in), and as the figure's first panel is written
+ROUNDS = [["feature_writing", "between_panels"]] if not SOAK else [list(STAGES)] * SOAK
 
 
 def _env(root: Path, results: Path, figures: Path) -> dict[str, str]:
@@ -208,7 +214,8 @@ def test_full_disk_and_kills_then_rerun_gives_the_undisturbed_results(tmp_path, 
         for path in (results, figures):
             _clear(path)
         outcomes = [("disk", _run_out_of_room(env, results, mounted))]
-        outcomes += [(stage, _kill_during(stage, float(rng.uniform(0, 0.15)), env, results, figures))
+        outcomes += [(stage, _kill_during(stage, 0.0 if stage == "between_panels" else float(rng.uniform(0, 0.15)),
+                                          env, results, figures))
                      for stage in points]
         if not SOAK:        # the point of `make test` is long enough to be hit every time
             assert all(outcome == "killed" for _, outcome in outcomes[1:]), outcomes
@@ -232,10 +239,21 @@ def test_full_disk_and_kills_then_rerun_gives_the_undisturbed_results(tmp_path, 
     assert again == {**record, "checked_at": again["checked_at"]}
 
     # a finished run on a read-only results folder loads; nothing in it changes
-    run_json = (_run_dir(results) / "run.json").read_bytes()
+    # a run or a command that must write there stops with one line naming the folder (exit code 3
+    # from a command line) and loses nothing
+    from deg import cli, io
+
+    before = _files(results)
     with read_only(results):
         assert pipeline.run(DATASET, PRESET, 0, profile=PROFILE, progress=False) == _run_dir(results)
-    assert (_run_dir(results) / "run.json").read_bytes() == run_json
+        with pytest.raises(io.ReadOnlyError, match=f"^{re.escape(str(results))}.*: read-only"):
+            pipeline.run(DATASET, PRESET, 0, profile=PROFILE, progress=False, sequence_steps=3)
+        done = subprocess.run([sys.executable, "-m", "deg.evaluate", "humans", "--profile", PROFILE, DATASET],
+                              env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == cli.EXIT_INPUT, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"deg.evaluate: error: {results}") and "read-only" in last, last
+    assert _files(results) == before
 
 
 # ----------------------------------------------------------------------------- dataset preparation
