@@ -33,6 +33,9 @@ _NO_SPACE = {errno.ENOSPC: "ENOSPC, no space left on device", errno.EDQUOT: "EDQ
 class DiskFullError(OSError):
     """A write ran out of room; the message names the file, its folder and the cause."""
 
+    def __str__(self) -> str:             # the message alone, as a one-line error shows it
+        return str(self.strerror)
+
 
 class ReadOnlyError(PermissionError):
     """A write into a read-only folder (read-only mount, or no write permission); the message names
@@ -52,12 +55,13 @@ def ensure_dir(folder: str | os.PathLike) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _read_only(exc, folder, folder) from exc
+        raise read_only_error(exc, folder, folder) from exc
     return folder
 
 
-def _read_only(exc: OSError, folder: Path, dest: Path) -> OSError:
-    """:class:`ReadOnlyError` for a write refused because ``folder`` is read-only, else ``exc``."""
+def read_only_error(exc: OSError, folder: Path, dest: Path) -> OSError:
+    """:class:`ReadOnlyError` for a write of ``dest`` refused because ``folder`` (or the nearest
+    existing folder above it) is read-only; any other ``exc`` is returned as it is."""
     if isinstance(exc, ReadOnlyError) or exc.errno not in _READ_ONLY:
         return exc
     folder = next((p for p in (folder, *folder.parents) if p.exists()), folder)   # the one that refused
@@ -118,7 +122,7 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
         fd, tmp = tempfile.mkstemp(prefix=f".tmp-{dest.name}-", suffix=suffix if suffix is not None else dest.suffix,
                                    dir=dest.parent)
     except OSError as exc:
-        raise _read_only(exc, dest.parent, dest) from exc
+        raise read_only_error(exc, dest.parent, dest) from exc
     tmp_path = Path(tmp)
     try:
         os.fchmod(fd, default_file_mode())      # mkstemp's 0o600 would make every result private
