@@ -300,27 +300,21 @@ def test_preparation_killed_then_rerun_gives_the_undisturbed_dataset(tmp_path, m
     rounds = [None] if not SOAK else [float(d) for d in rng.uniform(0, 3, SOAK)]
     for delay in rounds:
         subprocess.run(["rm", "-rf", str(data)], check=True)
-        outcome = _kill_preparation(data, env, force=False, delay=delay)
-        assert outcome == "killed" or SOAK, outcome
-        complete = [p.parent for p in data.rglob("COMPLETE")]
-        assert complete in ([], [data / DATASET]), complete             # only ever the swapped-in folder
-        if complete:
+        for force in (False, True):         # fresh, then rebuilding over the complete dataset
+            outcome = _kill_preparation(data, env, force=force, delay=delay)
+            assert outcome == "killed" or SOAK, outcome
+            for marker in data.rglob("COMPLETE"):       # a folder marked complete is never partial
+                assert _files(marker.parent) == reference, marker
+            if force and not SOAK:                      # killed mid-build: the old dataset is untouched
+                assert _files(data / DATASET) == reference
+            if not (data / DATASET / "COMPLETE").exists():
+                with pytest.raises(DatasetError):
+                    Dataset.load(data / DATASET)
+            done = subprocess.run([sys.executable, "-m", "deg.data.prepare", DATASET], env=env,
+                                  capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, done.stderr[-3000:]
             assert _files(data / DATASET) == reference
-        else:
-            with pytest.raises(DatasetError):
-                Dataset.load(data / DATASET)
-        if not complete:
-            subprocess.run([sys.executable, "-m", "deg.data.prepare", DATASET], env=env, check=True,
-                           capture_output=True, timeout=300)
-        # killed while rebuilding over the complete dataset: the old one is untouched
-        outcome = _kill_preparation(data, env, force=True, delay=delay)
-        assert outcome == "killed" or SOAK, outcome
-        assert _files(data / DATASET) == reference
-        done = subprocess.run([sys.executable, "-m", "deg.data.prepare", DATASET, "--force"], env=env,
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
-        assert _files(data / DATASET) == reference
-        assert sorted(p.name for p in data.iterdir()) == [".locks", DATASET]      # no build left beside it
+            assert sorted(p.name for p in data.iterdir()) == [".locks", DATASET]    # no build left beside it
 
 
 def test_build_killed_between_the_renames_of_a_swap_is_undone(tmp_path):
