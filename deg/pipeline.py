@@ -16,9 +16,10 @@ A Figure 6 run ``sub<n>_d<draw>`` trains no flow generator of its own: its flow 
 of its parent split's run (``split0``, :func:`deg.train.keys.flow_parent`; paper: "we trained the
 flow generator only once and kept it fixed"), same folder and key, trained there when missing.
 
-Also ``split.json``, ``run.json`` (provenance; both list under ``left_out`` the labelled items
-without a video, :meth:`deg.data.datasets.Dataset.left_out`, which the run's last log line names too) and ``flow_example.npz`` (an 11-frame validation
-clip and its 10 flows, for Figure 1C). The stages' code is in :mod:`deg.train` (one module per
+Also ``split.json``, ``run.json`` (provenance) and ``flow_example.npz`` (an 11-frame validation
+clip and its 10 flows, for Figure 1C); ``split.json`` and ``run.json`` list under ``left_out``
+the labelled items without a video (:meth:`deg.data.datasets.Dataset.left_out`), and so does
+the run's last log line. The stages' code is in :mod:`deg.train` (one module per
 stage, :mod:`deg.train.keys` for the keys, :mod:`deg.train.store` for the folders).
 
 Caching: each stage stores a *configuration key* (hash of its settings, the code of the modules
@@ -265,7 +266,8 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
             "seeds": {"split": ctx.seed, **{s: common.stage_seed(ctx.seed, s) for s in ("flow", "feature", "sequence")}},
             "device": provenance.device_info(str(ctx.device)), "precision": ctx.precision.name,
             "processes": 1 if fabric is None else fabric.world_size,      # DDP processes that trained
-            "left_out": left_out, "stages": records, "stage_keys": keys, **_timing(previous, started, time.perf_counter() - t_run),
+            "left_out": left_out, "stages": records, "stage_keys": keys,
+            **_timing(previous, started, time.perf_counter() - t_run),
             "complete": complete})
 
     def stage(name: str, compute, every_process: bool = True) -> dict[str, Any]:
@@ -391,7 +393,13 @@ def _write_if_changed(path: Path, obj: dict[str, Any]) -> None:
             return
     except ValueError:
         pass                             # damaged: rewrite it
-    io.write_json(path, obj)
+    try:
+        io.write_json(path, obj)
+    except io.ReadOnlyError:
+        if not path.exists():
+            raise
+        # a finished run from before a field was added, on a read-only disk: it still loads (a
+        # stage that has to be computed stops with the same error, naming the folder)
 
 
 def _previous_record(path: Path, keys: dict[str, str]) -> dict[str, Any] | None:

@@ -129,9 +129,9 @@ class Dataset:
         ``annotator`` (default: the training annotator) whose video file is missing."""
         annotator = annotator or self.train_annotator
         why: dict[str, str] = {}
+        project = self.extra.get("project_root", "?")
         for name in self.extra.get("labels_without_video", []) or []:
-            why[str(name)] = (f"label file without a video: the imported project ({self.extra.get('project_root', '?')}) "
-                              f"has no {name}.mp4")
+            why[str(name)] = f"label file without a video: the imported project ({project}) has no {name}.mp4"
         for name in self.videos:
             if self.video_path(name) is None and self.has_labels(name, annotator):
                 why[name] = f"video file missing: {self.root / 'videos' / f'{name}.mp4'}"
