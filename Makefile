@@ -23,7 +23,7 @@ setup:           ## create .venv and install deg (editable) with pinned dependen
 test:            ## run the test suite (CPU, tiny profile; fails when no test is collected)
 	$(PY) -m pytest -q
 
-soak:            ## long fault injection: a whole tiny run killed in every stage, SOAK_ROUNDS times (default 5)
+soak:            ## long fault injection: a whole tiny run killed in every stage and dataset preparation, SOAK_ROUNDS times (default 5)
 	DEG_SOAK=$(or $(SOAK_ROUNDS),5) $(PY) -m pytest -q tests/reliability/test_runs.py
 
 figures:         ## regenerate every figure: PROFILE=tiny|demo|paper, DATASETS="a b" narrows, OVERRIDES='{"flow_steps":2}' replaces profile fields

@@ -12,7 +12,8 @@ code  meaning
 1     the work ran but some of it failed (e.g. ``deg.infer``: some videos could not be read)
 2     usage error: an unknown dataset, profile, preset or device, a value of the wrong kind
 3     input refused: a file (labels, keypoints, dataset folder, run folder) is malformed; the
-      message names the file and the problem
+      message names the file and the problem; or a folder to write into is read-only
+      (:class:`deg.io.ReadOnlyError`, naming the folder)
 4     no room: the disk (or quota) is full; the message names the file that could not be written
 ====  =====================================================================================
 

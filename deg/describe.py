@@ -81,7 +81,8 @@ def describe(dataset_id: str, profile: str) -> Path:
     io.write_json(out / "dataset.json", {"id": dataset.id, "synthetic": dataset.synthetic, "fps": dataset.fps,
                                          "behaviours": dataset.behaviours, "annotators": dataset.annotators,
                                          "train_annotator": dataset.train_annotator, "n_videos": len(dataset.videos),
-                                         "has_videos": dataset.has_videos, "description": dataset.description})
+                                         "has_videos": dataset.has_videos, "description": dataset.description,
+                                         "left_out": dataset.left_out()})
     io.write_csv(out / "time_spent.csv", time_spent(dataset))
     return out
 

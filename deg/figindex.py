@@ -24,6 +24,7 @@ def data_sources(profile: str) -> list[str]:
         kind = "synthetic data" if meta.get("synthetic") else "real data"
         what = meta.get("description") or "no description"
         lines.append(f"- `{meta.get('id', path.parent.parent.name)}` ({kind}): {what}")
+        lines += [f"  - left out of every run: `{name}`: {why}" for name, why in meta.get("left_out", {}).items()]
     return lines + [""]
 
 

@@ -9,7 +9,8 @@ Written files get the mode a plain ``open(path, "w")`` would give (``0o666`` min
 not the private ``0o600`` of :func:`tempfile.mkstemp`: datasets, tables and predictions are
 meant to be read by the rest of a lab. A write that fails because the disk (or the quota, or
 the file-size limit) is full raises :class:`DiskFullError` naming the destination, the folder
-and the cause, and leaves the destination as it was.
+and the cause, and leaves the destination as it was; one into a read-only folder raises
+:class:`ReadOnlyError` naming the folder (both map to exit codes in :mod:`deg.cli`).
 """
 from __future__ import annotations
 
@@ -32,6 +33,41 @@ _NO_SPACE = {errno.ENOSPC: "ENOSPC, no space left on device", errno.EDQUOT: "EDQ
 
 class DiskFullError(OSError):
     """A write ran out of room; the message names the file, its folder and the cause."""
+
+    def __str__(self) -> str:             # the message alone, as a one-line error shows it
+        return str(self.strerror)
+
+
+class ReadOnlyError(PermissionError):
+    """A write into a read-only folder (read-only mount, or no write permission); the message names
+    the folder and the file. Nothing was written and nothing already there changed."""
+
+    def __str__(self) -> str:             # the message alone, as a one-line error shows it
+        return str(self.strerror)
+
+
+_READ_ONLY = {errno.EROFS: "EROFS, read-only file system", errno.EACCES: "EACCES, permission denied",
+              errno.EPERM: "EPERM, operation not permitted"}
+
+
+def ensure_dir(folder: str | os.PathLike) -> Path:
+    """``mkdir -p folder``; a read-only place raises :class:`ReadOnlyError` naming the folder."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise read_only_error(exc, folder, folder) from exc
+    return folder
+
+
+def read_only_error(exc: OSError, folder: Path, dest: Path) -> OSError:
+    """:class:`ReadOnlyError` for a write of ``dest`` refused because ``folder`` (or the nearest
+    existing folder above it) is read-only; any other ``exc`` is returned as it is."""
+    if isinstance(exc, ReadOnlyError) or exc.errno not in _READ_ONLY:
+        return exc
+    folder = next((p for p in (folder, *folder.parents) if p.exists()), folder)   # the one that refused
+    return ReadOnlyError(exc.errno, f"{folder}: read-only ({_READ_ONLY[exc.errno]}), cannot write {dest}; make it "
+                                    "writable or point DEG_RESULTS / DEG_DATA / DEG_FIGURES at a writable folder")
 
 
 def current_umask() -> int:
@@ -82,9 +118,12 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
     extension (PyAV, matplotlib, numpy) behave as they would on the final name.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{dest.name}-", suffix=suffix if suffix is not None else dest.suffix,
-                               dir=dest.parent)
+    ensure_dir(dest.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{dest.name}-", suffix=suffix if suffix is not None else dest.suffix,
+                                   dir=dest.parent)
+    except OSError as exc:
+        raise read_only_error(exc, dest.parent, dest) from exc
     tmp_path = Path(tmp)
     try:
         os.fchmod(fd, default_file_mode())      # mkstemp's 0o600 would make every result private

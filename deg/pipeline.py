@@ -17,7 +17,9 @@ of its parent split's run (``split0``, :func:`deg.train.keys.flow_parent`; paper
 flow generator only once and kept it fixed"), same folder and key, trained there when missing.
 
 Also ``split.json``, ``run.json`` (provenance) and ``flow_example.npz`` (an 11-frame validation
-clip and its 10 flows, for Figure 1C). The stages' code is in :mod:`deg.train` (one module per
+clip and its 10 flows, for Figure 1C); ``split.json`` and ``run.json`` list under ``left_out``
+the labelled items without a video (:meth:`deg.data.datasets.Dataset.left_out`), and so does
+the run's last log line. The stages' code is in :mod:`deg.train` (one module per
 stage, :mod:`deg.train.keys` for the keys, :mod:`deg.train.store` for the folders).
 
 Caching: each stage stores a *configuration key* (hash of its settings, the code of the modules
@@ -236,9 +238,11 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
     configs = stage_configs(ctx)
     keys = keys_of(configs)
     fabric, rank0 = ctx.fabric, _rank0(ctx.fabric)      # DDP: process 0 writes every file
+    left_out = ctx.dataset.left_out()   # labelled items without a video: recorded, never silently dropped
     if rank0:
         _write_if_changed(run_dir / "split.json", {"train": ctx.split.train, "val": ctx.split.val,
-                                                   "test": ctx.split.test, "missing": ctx.split.missing})
+                                                   "test": ctx.split.test, "missing": ctx.split.missing,
+                                                   "left_out": left_out})
     previous = _previous_record(run_dir / "run.json", keys)
     dirs = {s: StageDir(run_dir / s, keys[s], configs[s]) for s in STAGES}
     # Figure 6 runs use the flow generator of their parent split's run (its folder, its key)
@@ -262,7 +266,8 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
             "seeds": {"split": ctx.seed, **{s: common.stage_seed(ctx.seed, s) for s in ("flow", "feature", "sequence")}},
             "device": provenance.device_info(str(ctx.device)), "precision": ctx.precision.name,
             "processes": 1 if fabric is None else fabric.world_size,      # DDP processes that trained
-            "stages": records, "stage_keys": keys, **_timing(previous, started, time.perf_counter() - t_run),
+            "left_out": left_out, "stages": records, "stage_keys": keys,
+            **_timing(previous, started, time.perf_counter() - t_run),
             "complete": complete})
 
     def stage(name: str, compute, every_process: bool = True) -> dict[str, Any]:
@@ -363,7 +368,8 @@ def _run_stages(ctx: common.RunContext, run_dir: Path, t_run: float, started: st
     cached = sum(bool(r.get("cached")) for r in records.values())
     print(f"deg run {ctx.dataset.id}/{ctx.preset.name}/{_split_name_of(run_dir)} [{ctx.profile.results_name}]: "
           f"{wall:.1f} s, val F1 {_fmt(seq_f1)} (feature extractor {_fmt(fe_f1)}), "
-          f"{cached}/{len(STAGES)} stages cached -> {run_dir}")
+          f"{cached}/{len(STAGES)} stages cached -> {run_dir}"
+          + "".join(f"\n  left out {name}: {why}" for name, why in left_out.items()))
     return run_dir
 
 
@@ -387,7 +393,13 @@ def _write_if_changed(path: Path, obj: dict[str, Any]) -> None:
             return
     except ValueError:
         pass                             # damaged: rewrite it
-    io.write_json(path, obj)
+    try:
+        io.write_json(path, obj)
+    except io.ReadOnlyError:
+        if not path.exists():
+            raise
+        # a finished run from before a field was added, on a read-only disk: it still loads (a
+        # stage that has to be computed stops with the same error, naming the folder)
 
 
 def _previous_record(path: Path, keys: dict[str, str]) -> dict[str, Any] | None:

@@ -66,11 +66,16 @@ def save_panel(fig: plt.Figure, source: pd.DataFrame, profile: str, figure: str,
 
 
 def start_figure(profile: str, figure: str) -> Path:
-    """Clear a figure's manifest before its notebook (re)writes the panels; returns the folder."""
+    """Clear a figure's manifest before its notebook (re)writes the panels; returns the folder.
+
+    Temporary files of an earlier attempt killed mid-write (``.tmp-*``, :mod:`deg.io`) go too: one
+    notebook writes a figure at a time (one Snakemake job per figure)."""
     out = figure_dir(profile, figure)
-    out.mkdir(parents=True, exist_ok=True)
+    io.ensure_dir(out)
     (out / MANIFEST).unlink(missing_ok=True)
     (out / PARTIAL).unlink(missing_ok=True)
+    for stale in out.glob(".tmp-*"):
+        stale.unlink(missing_ok=True)
     set_style()
     return out
 

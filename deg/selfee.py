@@ -125,7 +125,7 @@ def run_split(profile: str, dataset: str, split: str, seed: int = 0, progress: b
     window = 2 * (max(1, round(HP["knn_window_s"] * ds.fps)) // 2) + 1      # odd: 21 frames at 30 fps
     preds, thr = _knn_predictions({v: vectors[v]["z"] for v in labels}, labels, the_split, window)
     io.write_json(out_dir / "split.json", {"train": the_split.train, "val": the_split.val, "test": the_split.test,
-                                           "missing": the_split.missing})
+                                           "missing": the_split.missing, "left_out": ds.left_out()})
     for v, (scores, smooth, filtered, single) in preds.items():
         io.write_npz(out_dir / "predictions" / f"{v}.npz", probs=smooth, preds=filtered, fe_probs=scores,
                      fe_preds=single)

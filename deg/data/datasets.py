@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
@@ -121,6 +122,21 @@ class Dataset:
     def has_labels(self, video: str, annotator: str) -> bool:
         return self.label_path(video, annotator).exists()
 
+    def left_out(self, annotator: str | None = None) -> dict[str, str]:
+        """``{name: why}`` of the labelled items a training run cannot use, sorted by name:
+        label files whose video the import did not find (``extra["labels_without_video"]``, see
+        :func:`deg.data.labels.import_deg_project`) and listed videos with labels by
+        ``annotator`` (default: the training annotator) whose video file is missing."""
+        annotator = annotator or self.train_annotator
+        why: dict[str, str] = {}
+        project = self.extra.get("project_root", "?")
+        for name in self.extra.get("labels_without_video", []) or []:
+            why[str(name)] = f"label file without a video: the imported project ({project}) has no {name}.mp4"
+        for name in self.videos:
+            if self.video_path(name) is None and self.has_labels(name, annotator):
+                why[name] = f"video file missing: {self.root / 'videos' / f'{name}.mp4'}"
+        return dict(sorted(why.items()))
+
     def extra_path(self, video: str) -> Path | None:
         path = self.root / "extra" / f"{video}.csv"
         return path if path.exists() else None
@@ -176,6 +192,36 @@ def build_aside(final: str | os.PathLike) -> Iterator[Path]:
 
 
 KEEP_ON_SWAP = ("raw",)     # downloads cached inside a dataset folder survive a rebuild
+
+
+def recover_interrupted_builds(final: str | os.PathLike) -> list[str]:
+    """Undo what a build of ``final`` killed mid-way (``kill -9``, power loss) left beside it.
+
+    Call it only while holding the dataset's preparation lock (:func:`deg.data.prepare.prepare`
+    does), never while another build of the same folder may run. A previous dataset renamed away
+    by :func:`swap_in` (``.old-<name>-*/<name>``) is put back when ``final`` is gone; ``raw/``
+    downloads already moved into an unfinished build return to ``final``; then the unfinished
+    builds (``.tmp-<name>-*``) and old copies are deleted. Returns what was done, one line each.
+    """
+    final = Path(final)
+    if not final.parent.is_dir():
+        return []
+    pattern = re.compile(rf"\.(tmp|old)-{re.escape(final.name)}-[A-Za-z0-9_]{{8}}")
+    leftovers = sorted(p for p in final.parent.iterdir() if p.is_dir() and pattern.fullmatch(p.name))
+    done: list[str] = []
+    for folder in leftovers:
+        if folder.name.startswith(".old-") and not final.exists() and (folder / final.name / COMPLETE).exists():
+            os.rename(folder / final.name, final)
+            done.append(f"{final}: restored the previous dataset from {folder}")
+    for folder in leftovers:
+        for name in KEEP_ON_SWAP:
+            kept = folder / name if folder.name.startswith(".tmp-") else folder / final.name / name
+            if kept.is_dir() and final.is_dir() and not (final / name).exists():
+                os.rename(kept, final / name)
+                done.append(f"{final / name}: moved back from the interrupted build {folder}")
+        shutil.rmtree(folder, ignore_errors=True)
+        done.append(f"{folder}: removed (left by an interrupted build)")
+    return done
 
 
 def swap_in(built: str | os.PathLike, final: str | os.PathLike) -> Path:

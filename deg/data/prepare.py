@@ -28,11 +28,13 @@ Preparation holds a per-dataset lock (``data/.locks/<id>.lock``, ``fcntl.flock``
 kernel even on ``kill -9``). A second ``prepare`` of the same dataset waits for the first (saying
 so) and then finds it complete; ``lock_timeout`` (``--lock-timeout``) bounds the wait and raises
 :class:`PrepareBusyError`. Every dataset is built in a folder beside ``data/<id>`` and swapped in
-only when complete (:func:`deg.data.datasets.build_aside`).
+only when complete (:func:`deg.data.datasets.build_aside`); what a killed attempt left beside it is
+cleared, and its downloads kept, by the next one (:func:`deg.data.datasets.recover_interrupted_builds`).
 
 Command line: ``python -m deg.data.prepare <id> [<id> ...] [--force] [--from PATH]``
 (``make data DATASET=<id> FROM=PATH``). Exit status: 0 ready, 1 a dataset could not be prepared
-(one line on stderr naming the file and the cause), 2 bad arguments.
+(one line on stderr naming the file and the cause), 2 bad arguments, 3 the data folder is read-only,
+4 the disk is full (as :mod:`deg.cli`; the line names the folder or the file).
 """
 from __future__ import annotations
 
@@ -51,9 +53,9 @@ from typing import Iterator
 
 import numpy as np
 
-from deg import paths
+from deg import io, paths
 from deg.data import prepare_pose
-from deg.data.datasets import COMPLETE, Dataset, DatasetError, build_aside, open_dataset
+from deg.data.datasets import COMPLETE, Dataset, DatasetError, build_aside, open_dataset, recover_interrupted_builds
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +80,12 @@ def lock_path(dataset_id: str) -> Path:
 def prepare_lock(dataset_id: str, timeout: float | None = None, poll: float = 0.2) -> Iterator[Path]:
     """Hold the exclusive preparation lock of ``dataset_id``; wait for it (``timeout`` s, None = forever)."""
     path = lock_path(dataset_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
+    io.ensure_dir(path.parent)
+    try:
+        fh = open(path, "a+")
+    except OSError as exc:               # a read-only data folder: ReadOnlyError naming it
+        raise io.read_only_error(exc, path.parent, path) from exc
+    with fh:
         waited_since = None
         while True:
             try:
@@ -121,6 +127,8 @@ def prepare(dataset_id: str, force: bool = False, progress: bool = True, source:
     from deg.data import registry
 
     with prepare_lock(dataset_id, timeout=lock_timeout):
+        for line in recover_interrupted_builds(paths.dataset_dir(dataset_id)):   # a killed earlier attempt
+            print(f"prepare {dataset_id}: {line}", file=sys.stderr, flush=True)
         if dataset_id.startswith(SYNTHETIC_PREFIX):
             if source is not None:
                 raise ValueError(f"{dataset_id} is generated; it takes no FROM= source")
@@ -366,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     for dataset_id in args.ids:
         try:
             result = prepare(dataset_id, force=args.force, source=args.source, lock_timeout=args.lock_timeout)
+        except (io.DiskFullError, io.ReadOnlyError) as exc:      # deg.cli's codes: 4 no room, 3 refused
+            print(f"prepare {dataset_id}: {exc}", file=sys.stderr)
+            return 4 if isinstance(exc, io.DiskFullError) else 3
         except (KeyError, ValueError, FileNotFoundError, download.DownloadError, LabelFormatError,
                 DatasetError, PrepareBusyError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

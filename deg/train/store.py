@@ -105,7 +105,7 @@ def _link_or_copy(src: str | Path, dst: str | Path) -> None:
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """An exclusive advisory lock on the run folder (released by the kernel even on kill -9)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    io.ensure_dir(run_dir)                   # a read-only results folder: ReadOnlyError naming it
     lock = run_dir / ".lock"
     try:
         fh = open(lock, "a")                 # "a": never truncates; created when missing

@@ -124,3 +124,41 @@ def test_snakemake_dry_run_with_a_typo_exits_2_with_one_line(isolated):
     assert done.returncode == cli.EXIT_USAGE, done.stderr[-2000:]
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     assert lines == [lines[0]] and lines[0].startswith("deg: error: unknown dataset 'synthetic_tyni'"), lines
+
+
+def _file_size_limit(limit: int):
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_no_room_exits_4_and_a_read_only_folder_exits_3_with_one_line(isolated):
+    """``deg.data.prepare`` and ``deg.evaluate`` out of room (a file-size limit: EFBIG, as a full
+    disk gives ENOSPC), and ``deg.data.prepare`` onto a read-only data folder: deg.cli's codes 4 and
+    3, a last line naming the file or the folder, no traceback, nothing partial left."""
+    from tests.reliability.test_runs import read_only
+
+    env = {**os.environ, "PYTHONPATH": str(paths.REPO), "OMP_NUM_THREADS": "1"}
+    data, results = isolated / "data", isolated / "results"
+
+    def command(*args, limit=None):
+        done = subprocess.run([sys.executable, "-m", *args], env=env, capture_output=True, text=True, timeout=300,
+                              preexec_fn=_file_size_limit(limit) if limit else None)
+        assert "Traceback" not in done.stderr, done.stderr[-3000:]
+        return done.returncode, done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+
+    code, last = command("deg.data.prepare", "synthetic_tiny", limit=1024)
+    assert code == cli.EXIT_NO_SPACE and last.startswith(f"prepare synthetic_tiny: {data}") and "EFBIG" in last, last
+    assert sorted(p.name for p in data.iterdir()) == [".locks"]          # no partial dataset
+
+    with read_only(data):
+        code, last = command("deg.data.prepare", "synthetic_tiny")
+    assert code == cli.EXIT_INPUT and last.startswith(f"prepare synthetic_tiny: {data}") and ": read-only" in last, last
+
+    # (deg.evaluate onto a read-only results folder: tests/reliability/test_runs.py)
+    from deg.data import synthetic
+
+    synthetic.generate("synthetic_tiny", progress=False)
+    code, last = command("deg.evaluate", "humans", "--profile", "tiny", "synthetic_tiny", limit=1024)
+    assert code == cli.EXIT_NO_SPACE and last.startswith(f"deg.evaluate: error: {results}") and "EFBIG" in last, last
+    assert not list(results.rglob(".tmp-*")) and not list(data.rglob(".tmp-*"))

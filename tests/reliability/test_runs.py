@@ -7,18 +7,26 @@ With the room back, it is killed at points chosen with a seeded generator inside
 stages, then started again, until it finishes; its predictions, features, tables and figure data
 must equal those of an undisturbed run in another folder.
 Finally the finished results folder is made read-only (a read-only bind mount when root, else
-``chmod``) and the run must still load, leaving its ``run.json`` untouched. ``run.json`` keeps
+``chmod``): the run must still load; a run or command that must write there stops with a
+:class:`deg.io.ReadOnlyError` naming the folder (exit code 3), and no file there changes. ``run.json`` keeps
 the start and wall time of the computation across resumed attempts; a no-op re-run adds ``checked_at``.
 
-``make test`` fills the disk once and kills once, during feature writing (a minute of CPU;
+``make test`` fills the disk once and kills twice, during feature writing and as the figure's first
+panel is written (a minute of CPU;
 ``tests/test_pipeline.py`` also kills one run inside feature-extractor training); ``make soak``
 (``DEG_SOAK=<rounds>``) kills in all six stages, each at ``rounds`` random moments.
+
+Dataset preparation (``python -m deg.data.prepare synthetic_tiny``) is killed too, fresh and while
+rebuilding over a complete copy: ``make test`` when the build folder gets its first video file,
+``make soak`` at ``rounds`` random moments; the next preparation must give the undisturbed dataset
+byte for byte, with nothing left beside it (a kill inside the swap's renames is undone as well).
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -55,11 +63,14 @@ def _started(stage: str, results: Path, figures: Path) -> bool:
         return (run / "predictions" / "DONE").exists()
     if stage == "figure_writing":
         return (figures / PROFILE / FIGURE).is_dir()
+    if stage == "between_panels":       # the first panel's files are being written, the second's not yet
+        return any((figures / PROFILE / FIGURE).glob("*f1_a*"))
     raise ValueError(stage)
 
 
 STAGES = ("flow", "feature", "feature_writing", "sequence", "evaluation", "figure_writing")
-ROUNDS = [["feature_writing"]] if not SOAK else [list(STAGES)] * SOAK
+# make test: during feature writing (a random moment up to 0.15 s in), and as the figure's first panel is written
+ROUNDS = [["feature_writing", "between_panels"]] if not SOAK else [list(STAGES)] * SOAK
 
 
 def _env(root: Path, results: Path, figures: Path) -> dict[str, str]:
@@ -203,7 +214,8 @@ def test_full_disk_and_kills_then_rerun_gives_the_undisturbed_results(tmp_path, 
         for path in (results, figures):
             _clear(path)
         outcomes = [("disk", _run_out_of_room(env, results, mounted))]
-        outcomes += [(stage, _kill_during(stage, float(rng.uniform(0, 0.15)), env, results, figures))
+        outcomes += [(stage, _kill_during(stage, 0.0 if stage == "between_panels" else float(rng.uniform(0, 0.15)),
+                                          env, results, figures))
                      for stage in points]
         if not SOAK:        # the point of `make test` is long enough to be hit every time
             assert all(outcome == "killed" for _, outcome in outcomes[1:]), outcomes
@@ -227,7 +239,110 @@ def test_full_disk_and_kills_then_rerun_gives_the_undisturbed_results(tmp_path, 
     assert again == {**record, "checked_at": again["checked_at"]}
 
     # a finished run on a read-only results folder loads; nothing in it changes
-    run_json = (_run_dir(results) / "run.json").read_bytes()
+    # a run or a command that must write there stops with one line naming the folder (exit code 3
+    # from a command line) and loses nothing
+    from deg import cli, io
+
+    split_json = _run_dir(results) / "split.json"         # as a run from before `left_out` was recorded
+    split_json.write_text(json.dumps({k: v for k, v in json.loads(split_json.read_text()).items() if k != "left_out"}))
+    before = _files(results)
     with read_only(results):
         assert pipeline.run(DATASET, PRESET, 0, profile=PROFILE, progress=False) == _run_dir(results)
-    assert (_run_dir(results) / "run.json").read_bytes() == run_json
+        with pytest.raises(io.ReadOnlyError, match=f"^{re.escape(str(results))}.*: read-only"):
+            pipeline.run(DATASET, PRESET, 0, profile=PROFILE, progress=False, sequence_steps=3)
+        done = subprocess.run([sys.executable, "-m", "deg.evaluate", "humans", "--profile", PROFILE, DATASET],
+                              env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == cli.EXIT_INPUT, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"deg.evaluate: error: {results}") and "read-only" in last, last
+    assert _files(results) == before
+
+
+# ----------------------------------------------------------------------------- dataset preparation
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _kill_preparation(data: Path, env: dict[str, str], force: bool, delay: float | None) -> str:
+    """Start ``python -m deg.data.prepare synthetic_tiny``; SIGKILL it when its build folder gets its
+    first video file (``delay`` None, as ``make test`` does) or ``delay`` s after the start (soak)."""
+    proc = subprocess.Popen([sys.executable, "-m", "deg.data.prepare", DATASET, *(["--force"] if force else [])],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + (delay if delay is not None else 120)
+        while proc.poll() is None and time.monotonic() < deadline:
+            if delay is None and any(data.glob(f".tmp-{DATASET}-*/videos/*")):
+                break
+            time.sleep(0.002)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+            return "killed"
+        assert proc.returncode == 0, proc.stdout.read().decode()[-3000:]
+        return "finished"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_preparation_killed_then_rerun_gives_the_undisturbed_dataset(tmp_path, monkeypatch):
+    """SIGKILL while ``deg.data.prepare`` writes synthetic_tiny (fresh, then rebuilding over a
+    complete copy): no partial dataset is ever complete, a complete one stays as it was, and the
+    next preparation gives the undisturbed dataset byte for byte, leaving nothing beside it."""
+    from deg.data import prepare
+    from deg.data.datasets import Dataset, DatasetError
+
+    monkeypatch.setenv("DEG_DATA", str(tmp_path / "reference"))
+    reference = _files(prepare.prepare(DATASET, progress=False).root)
+
+    data = tmp_path / "data"
+    env = {**_env(tmp_path, tmp_path / "results", tmp_path / "figures"), "DEG_DATA": str(data)}
+    rng = np.random.default_rng(7)
+    rounds = [None] if not SOAK else [float(d) for d in rng.uniform(0, 3, SOAK)]
+    for delay in rounds:
+        subprocess.run(["rm", "-rf", str(data)], check=True)
+        for force in (False, True):         # fresh, then rebuilding over the complete dataset
+            outcome = _kill_preparation(data, env, force=force, delay=delay)
+            assert outcome == "killed" or SOAK, outcome
+            for marker in data.rglob("COMPLETE"):       # a folder marked complete is never partial
+                assert _files(marker.parent) == reference, marker
+            if force and not SOAK:                      # killed mid-build: the old dataset is untouched
+                assert _files(data / DATASET) == reference
+            if not (data / DATASET / "COMPLETE").exists():
+                with pytest.raises(DatasetError):
+                    Dataset.load(data / DATASET)
+            done = subprocess.run([sys.executable, "-m", "deg.data.prepare", DATASET], env=env,
+                                  capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, done.stderr[-3000:]
+            assert _files(data / DATASET) == reference
+            assert sorted(p.name for p in data.iterdir()) == [".locks", DATASET]    # no build left beside it
+
+
+def test_build_killed_between_the_renames_of_a_swap_is_undone(tmp_path):
+    """The state a kill leaves inside :func:`deg.data.datasets.swap_in` (the old dataset renamed away,
+    its ``raw/`` downloads moved into the new build, the new one not yet in place) is undone by the
+    next preparation: the old dataset is back with its downloads, and nothing is left beside it."""
+    import tempfile
+
+    from deg.data.datasets import COMPLETE, Dataset, recover_interrupted_builds
+    from deg.data.synthetic import generate
+
+    final = tmp_path / DATASET
+    generate(DATASET, root=final, progress=False)
+    (final / "raw").mkdir()
+    (final / "raw" / "download.zip").write_bytes(b"kept")
+    before = _files(final)
+    # swap_in's first steps, as a build killed after them leaves them
+    built = Path(tempfile.mkdtemp(prefix=f".tmp-{DATASET}-", dir=tmp_path))
+    (built / "dataset.json").write_text("{}")
+    (built / COMPLETE).write_text("ok\n")
+    (final / "raw").rename(built / "raw")
+    old = Path(tempfile.mkdtemp(prefix=f".old-{DATASET}-", dir=tmp_path))
+    final.rename(old / DATASET)
+
+    done = recover_interrupted_builds(final)
+    assert any("restored the previous dataset" in line for line in done), done
+    assert _files(final) == before and Dataset.load(final).id == DATASET
+    assert sorted(p.name for p in tmp_path.iterdir()) == [DATASET]
+    assert recover_interrupted_builds(final) == []
