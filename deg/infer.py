@@ -421,7 +421,6 @@ class Predictor:
         """
         from tqdm.auto import tqdm
 
-        from deg.augment import to_float_clip
         from deg.data.video import VideoError, video_info
         from deg.train.clips import clip_indices, to_device
         from deg.train.sequence import MARGIN
@@ -454,7 +453,7 @@ class Predictor:
                             break                       # the last clip's frames are not all here yet
                         centers = np.arange(next_center, stop)
                         clips = buf[clip_indices(centers, n, T) - buf_start]        # (B, n, H, W, 3)
-                        clip = standardize(to_float_clip(to_device(clips, ctx.device)))
+                        clip = standardize.from_uint8(to_device(clips, ctx.device))   # (B, 3, n, H, W)
                         if self._backend is None:
                             self._resolve_backend(clip)
                         seq.push(self._backend.features(clip))
