@@ -98,6 +98,28 @@ def available(name: str) -> bool:
     raise ValueError(f"unknown backend {name!r}; choose from {', '.join(CHOICES)}")
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")   # int8 dot-product instructions
+
+
+def auto_candidates(flags: set[str] | None = None) -> tuple[str, ...]:
+    """What ``auto`` tries: eager and ONNX Runtime float32, and int8 only on CPUs with int8 dot
+    products (VNNI / AMX). Measured on a 2-core AVX2-only AMD EPYC, static int8 ran at 0.8-0.9x of
+    ONNX Runtime float32 (README, "Speed") and quantising costs a minute or more per video."""
+    flags = cpu_flags() if flags is None else flags
+    return ("eager", "onnxruntime") + (("onnxruntime-int8",) if any(f in flags for f in INT8_FLAGS) else ())
+
+
 def versions() -> dict[str, str]:
     out = {"torch": torch.__version__}
     for pkg in ("onnx", "onnxruntime"):
@@ -284,8 +306,12 @@ def build(name: str, flow_model, feature_model, clip_shape, cache_dir: Path, pre
     raise ValueError(f"unknown backend {name!r}; choose from {', '.join(CHOICES)}")
 
 
-def _rate(backend: Backend, clips: torch.Tensor, repeats: int = 2) -> float:
+TIMING_CLIPS = 8        # clips each candidate is timed on (after a one-clip warm-up)
+
+
+def _rate(backend: Backend, clips: torch.Tensor, repeats: int = 1) -> float:
     """Clips/s of ``backend`` on ``clips`` (best of ``repeats`` after one warm-up call)."""
+    clips = clips[:TIMING_CLIPS]
     backend.features(clips[:1])
     best = 0.0
     for _ in range(repeats):
@@ -297,16 +323,18 @@ def _rate(backend: Backend, clips: torch.Tensor, repeats: int = 2) -> float:
 
 def select(flow_model, feature_model, clip_shape, cache_dir: Path, check_clips: torch.Tensor,
            probabilities: Callable[[np.ndarray], np.ndarray], precision=None,
-           candidates: Iterable[str] = NAMES, threads: int | None = None,
+           candidates: Iterable[str] | None = None, threads: int | None = None,
            tolerance: dict[str, float] | None = None) -> tuple[Backend, list[dict[str, Any]]]:
     """The fastest candidate whose probabilities agree with eager within ``tolerance`` (default
     :data:`TOLERANCE`).
 
-    ``check_clips``: standardised clips (n, 3, T, H, W) of the video (they also calibrate int8);
+    ``candidates`` default to :func:`auto_candidates`. ``check_clips``: standardised clips
+    (n, 3, T, H, W) of the video (they also calibrate int8; the first :data:`TIMING_CLIPS` time);
     ``probabilities(features (n, 2D)) -> (n, K)`` runs the sequence model. Returns (backend,
     report rows {"backend", "clips_per_s", "max_abs_diff", "flip_fraction", "ok", "reason"}).
     """
     tolerance = TOLERANCE if tolerance is None else tolerance
+    candidates = auto_candidates() if candidates is None else candidates
     ref = eager(flow_model, feature_model, precision)
     ref_probs = probabilities(ref.features(check_clips))
     report = [{"backend": "eager", "clips_per_s": _rate(ref, check_clips), "max_abs_diff": 0.0,

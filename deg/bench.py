@@ -82,14 +82,7 @@ def cpu_features() -> dict[str, Any]:
     /proc/cpuinfo), torch's dispatch capability and whether oneDNN has native bf16."""
     from deg.train.common import cpu_supports_bf16
 
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
+    flags = backends.cpu_flags()
     return {"model": provenance.cpu_name(), "flags": [f for f in CPU_FLAGS if f in flags],
             "capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": cpu_supports_bf16(),
             "threads": torch.get_num_threads()}

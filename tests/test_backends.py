@@ -121,7 +121,8 @@ def test_int8_agrees_within_its_tolerance(models, cache, tmp_path):
 @needs_ort
 def test_select_keeps_only_agreeing_backends(models, cache, caplog):
     flow_model, feature_model, clips, probs = models
-    chosen, report = backends.select(flow_model, feature_model, clips.shape[1:], cache, clips[:CHECK], probs)
+    chosen, report = backends.select(flow_model, feature_model, clips.shape[1:], cache, clips[:CHECK], probs,
+                                     candidates=backends.NAMES)
     assert [r["backend"] for r in report] == list(backends.NAMES) and all(r["ok"] for r in report)
     assert chosen.name == max(report, key=lambda r: r["clips_per_s"])["backend"]
     # a backend outside its tolerance (here a negative one, which nothing meets) is refused: eager
@@ -148,6 +149,12 @@ def test_a_module_that_cannot_be_exported_falls_back_with_a_reason(models, cache
         chosen, report = backends.select(flow_model, DataDependent().eval(), clips.shape[1:], cache,
                                          clips[:CHECK], probs, candidates=("onnxruntime",))
     assert chosen.name == "eager" and "ONNX export failed" in report[1]["reason"] and "skipped" in caplog.text
+
+
+def test_auto_tries_int8_only_with_int8_dot_products():
+    assert backends.auto_candidates({"avx2", "fma"}) == ("eager", "onnxruntime")
+    assert backends.auto_candidates({"avx2", "avx512f", "avx512_vnni"})[-1] == "onnxruntime-int8"
+    assert backends.auto_candidates({"avx2", "amx_int8"})[-1] == "onnxruntime-int8"
 
 
 def test_unknown_backend_is_refused():

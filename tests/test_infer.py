@@ -255,3 +255,10 @@ def test_onnxruntime_backend_agrees_with_eager_and_is_cached(tiny_run, predictor
     assert sorted((run_dir / "backends").glob("*/model.onnx")) == cached and cached[0].stat().st_mtime_ns == mtime
     with np.load(tmp_path / "video00_probabilities.npz") as z:
         np.testing.assert_allclose(z["probs"], probs, rtol=0, atol=1e-6)
+    # auto: every candidate measured against eager on the video's first clips; the fastest agreeing one runs
+    auto = infer.Predictor.from_run(run_dir, device="cpu", backend="auto")
+    auto_probs = auto.probabilities(video)
+    assert [r["backend"] for r in auto.backend_report] == list(backends.auto_candidates())
+    assert all(r["ok"] for r in auto.backend_report)
+    assert auto.backend_name == max(auto.backend_report, key=lambda r: r["clips_per_s"])["backend"]
+    assert backends.agreement(eager, auto_probs)["max_abs_diff"] <= backends.TOLERANCE["onnxruntime"]
