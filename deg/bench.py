@@ -29,11 +29,23 @@ every op. Measured here with another process busy on one of 2 cores, DEG_f infer
 ran at 1.3 frames/s with 2 threads and 5 frames/s with ``--threads 1``; the device string
 records the thread count.
 
+Backends (issue 14): on the CPU, ``--backends`` (default: every installed one of
+:data:`deg.backends.NAMES`; none with ``--quick``) also times the same video with each
+feature-path backend (ONNX Runtime float32, int8) against eager in alternating rounds
+(``--repeats``), with each round's 1-minute load average, and the agreement of their
+probabilities with eager (:func:`deg.backends.agreement`); see :func:`backend_rows`. The header
+names the CPU, its SIMD / int8 / bf16 flags, torch's dispatch capability and the thread count.
+``--inference-only`` skips the training stages.
+
 Output: a table printed as it goes and ``results/bench.json`` (or ``--out``), written atomically::
 
     {"device": "cpu: <model>, <n> threads" | "cuda: <gpu name>", "cpu": str, "torch": str,
      "created": iso time, "rows": [{"preset", "height", "width", "device", "precision",
-     "stage", "frames_per_s" | "steps_per_s", "n_frames" | "n_steps", "batch"}, ...]}
+     "stage", "frames_per_s" | "steps_per_s", "n_frames" | "n_steps", "batch"}, ...],
+     # with backends only:
+     "cpu_features": {"model", "flags", "capability", "native_bf16", "threads"},
+     "backends": [{"preset", "height", "width", "backend", "used", "frames_per_s", "runs", "load",
+                   "max_abs_diff", "flip_fraction", "setup_s", "n_frames", ...}, ...]}
 """
 from __future__ import annotations
 

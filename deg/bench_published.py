@@ -32,7 +32,7 @@ import sysconfig
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -80,7 +80,9 @@ def _ours(preset: str, size: int, video: Path, backend: str, threads: int, out: 
 
 
 def measure(presets_: Sequence[str], sizes: Sequence[int], backends_: Sequence[str], n_frames: int,
-            threads: int, repeats: int, workdir: Path, python: Path) -> dict[str, Any]:
+            threads: int, repeats: int, workdir: Path, python: Path,
+            on_row: Callable[[list[dict[str, Any]]], None] = lambda rows: None) -> dict[str, Any]:
+    """Rows {"preset", "size", "runs", "load", "median_fps", "ratio"}; ``on_row(rows so far)`` after each."""
     from deg import bench
     from deg.data.video import write_video
 
@@ -111,6 +113,7 @@ def measure(presets_: Sequence[str], sizes: Sequence[int], backends_: Sequence[s
             med = {k: float(np.median(v)) for k, v in runs.items()}
             rows.append({"preset": preset, "size": size, "runs": runs, "load": load, "median_fps": med,
                          "ratio": {b: med[b] / med["published"] for b in backends_}})
+            on_row(rows)
     return {"rows": rows}
 
 
@@ -144,13 +147,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out) if args.out else paths.results_dir() / "_bench"
     python = make_venv(out / "published-venv")
     cpu = bench.cpu_features()
+    res: dict[str, Any] = dict(cpu=cpu["model"], cpu_flags=cpu["flags"], threads=args.threads, n_frames=args.frames,
+                               repeats=args.repeats, backends=list(args.backends), published=PUBLISHED)
+
+    def write(rows: list[dict[str, Any]]) -> None:           # after every row: an interrupted run keeps its rows
+        res.update(rows=rows, created=provenance.now_iso())
+        io.write_json(out / "published.json", res)
+        io.write_text(out / "published.md", markdown(res))
+
     with tempfile.TemporaryDirectory(prefix="deg-bench-published-") as tmp:
-        res = measure(args.presets, args.sizes, args.backends, args.frames, args.threads, args.repeats, Path(tmp),
-                      python)
-    res.update(created=provenance.now_iso(), cpu=cpu["model"], cpu_flags=cpu["flags"], threads=args.threads,
-               n_frames=args.frames, repeats=args.repeats, backends=list(args.backends), published=PUBLISHED)
-    io.write_json(out / "published.json", res)
-    io.write_text(out / "published.md", markdown(res))
+        measure(args.presets, args.sizes, args.backends, args.frames, args.threads, args.repeats, Path(tmp),
+                python, on_row=write)
     print(markdown(res))
     return 0
 
