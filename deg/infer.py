@@ -10,7 +10,9 @@ video reading, batched model predictions, and multiprocessed data loading". Here
    ``n_flow_frames`` frames around each frame, the first/last frame repeated at the edges, as in
    :func:`deg.train.clips.clip_indices`), standardises them with the run's training mean/std and
    runs the frozen flow generator and the feature extractor (the training code's own forward pass)
-   on ``batch`` clips at a time. Every frame gets a prediction, even in a video shorter than the
+   on ``batch`` clips at a time -- in PyTorch, or exported to ONNX Runtime float32 / int8
+   (``--backend``, :mod:`deg.backends`; resolved on the first batch of the first video, whose
+   clips calibrate int8 and check agreement with PyTorch). Every frame gets a prediction, even in a video shorter than the
    clip.
 3. The per-frame features (T, 1024) are *not* all kept: the sequence model (TGM) runs on
    overlapping windows of ``SEQ_CHUNK`` frames with :data:`deg.train.sequence.MARGIN` frames of
