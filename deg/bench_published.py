@@ -122,12 +122,13 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"Side by side with {PUBLISHED} ({result['created']}; {result['cpu']}, flags "
              f"{' '.join(result['cpu_flags'])}; {result['threads']} thread(s); {result['n_frames']} frames, random "
              f"weights; medians of {result['repeats']} alternating rounds; 1-min load average per round)", "",
-             "| preset | size | published fps | " + " | ".join(f"deg {x} fps | ratio {x}" for x in b) + " | load |",
-             "|---" * (3 + 2 * len(b) + 1) + "|"]
+             "| preset | size | published fps | " + " | ".join(f"deg {x} fps | ratio {x} (per round)" for x in b)
+             + " | load |", "|---" * (3 + 2 * len(b) + 1) + "|"]
     for r in result["rows"]:
-        m = r["median_fps"]
+        m, runs = r["median_fps"], r["runs"]
+        per_round = {x: ", ".join(f"{o / p:.2f}" for o, p in zip(runs[x], runs["published"])) for x in b}
         lines.append(f"| {r['preset']} | {r['size']} | {m['published']:.2f} | "
-                     + " | ".join(f"{m[x]:.2f} | {r['ratio'][x]:.2f}x" for x in b)
+                     + " | ".join(f"{m[x]:.2f} | {r['ratio'][x]:.2f}x ({per_round[x]})" for x in b)
                      + f" | {', '.join(str(x) for x in r['load'])} |")
     return "\n".join(lines) + "\n"
 
