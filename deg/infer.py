@@ -12,8 +12,8 @@ video reading, batched model predictions, and multiprocessed data loading". Here
    runs the frozen flow generator and the feature extractor (the training code's own forward pass)
    on ``batch`` clips at a time -- in PyTorch, or exported to ONNX Runtime float32 / int8
    (``--backend``, :mod:`deg.backends`; resolved on the first batch of the first video, whose
-   clips calibrate int8 and check agreement with PyTorch). Every frame gets a prediction, even in a video shorter than the
-   clip.
+   clips calibrate int8 and check agreement with PyTorch). Every frame gets a prediction, even
+   in a video shorter than the clip.
 3. The per-frame features (T, 1024) are *not* all kept: the sequence model (TGM) runs on
    overlapping windows of ``SEQ_CHUNK`` frames with :data:`deg.train.sequence.MARGIN` frames of
    context on each side (far more than the TGM's receptive field, so window borders change no
