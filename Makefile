@@ -9,10 +9,10 @@ PY       := .venv/bin/python
 SNAKE    := .venv/bin/snakemake --snakefile workflow/Snakefile --cores $(CORES) \
             --config profile=$(PROFILE) datasets="$(DATASETS)" overrides='$(OVERRIDES)'
 
-.PHONY: help setup test soak figures data bench predict course tune clean
+.PHONY: help setup test soak figures data bench bench-published predict course tune clean
 
 help:            ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 setup:           ## create .venv and install deg (editable) with pinned dependencies
 	python3.11 -m venv .venv || python3 -m venv .venv
@@ -41,8 +41,11 @@ endif
 bench:           ## inference frames/s and training steps/s of DEG_f/m/s -> results/bench.json
 	$(PY) -m deg.bench
 
-predict:         ## predict VIDEOS="a.mp4 b.mp4" with the trained RUN=results/.../split0
-	$(PY) -m deg.infer --run $(RUN) $(VIDEOS)
+bench-published: ## side by side with the published deepethogram 0.5.0 (own venv) -> results/_bench/published.{md,json}
+	$(PY) -m deg.bench_published $(if $(THREADS),--threads $(THREADS))
+
+predict:         ## predict VIDEOS="a.mp4 b.mp4" with the trained RUN=results/.../split0 [BACKEND=eager|onnxruntime|onnxruntime-int8|auto]
+	$(PY) -m deg.infer --run $(RUN) $(if $(BACKEND),--backend $(BACKEND)) $(VIDEOS)
 
 tune:            ## hyperparameter search: DATASET= PRESET= STAGE=feature|sequence TRIALS= [JOBS=] [SPLIT=]
 	$(PY) -m deg.tune $(DATASET) $(PRESET) --stage $(STAGE) --trials $(or $(TRIALS),20) \

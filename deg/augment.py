@@ -91,6 +91,19 @@ class Standardizer(torch.nn.Module):
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
         return (clip - self.mean) / self.std
 
+    def from_uint8(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, T, H, W, 3) -> standardised float32 (N, 3, T, H, W), contiguous, in one pass.
+
+        Same numbers as ``self(to_float_clip(frames))`` up to float rounding (~1e-7): inference
+        (:mod:`deg.infer`) calls it on every batch, where the three passes and the strided
+        result of the two-step version cost ~2x the time (measured, 64 clips at 128 x 128).
+        """
+        if frames.dim() != 5 or frames.shape[-1] != 3:
+            raise ValueError(f"expected uint8 frames (N, T, H, W, 3), got shape {tuple(frames.shape)}")
+        x = frames.permute(0, 4, 1, 2, 3)
+        out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+        return torch.sub(x, self.mean * 255.0, out=out).mul_(1.0 / (self.std * 255.0))
+
 
 def channel_stats(videos: list[np.ndarray], max_frames: int = 2000, seed: int = 0) -> tuple[list[float], list[float]]:
     """RGB mean and std in [0, 1] over the frames of ``videos`` (each uint8 (T, H, W, 3)).

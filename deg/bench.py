@@ -29,11 +29,23 @@ every op. Measured here with another process busy on one of 2 cores, DEG_f infer
 ran at 1.3 frames/s with 2 threads and 5 frames/s with ``--threads 1``; the device string
 records the thread count.
 
+Backends (issue 14): on the CPU, ``--backends`` (default: every installed one of
+:data:`deg.backends.NAMES`; none with ``--quick``) also times the same video with each
+feature-path backend (ONNX Runtime float32, int8) against eager in alternating rounds
+(``--repeats``), with each round's 1-minute load average, and the agreement of their
+probabilities with eager (:func:`deg.backends.agreement`); see :func:`backend_rows`. The header
+names the CPU, its SIMD / int8 / bf16 flags, torch's dispatch capability and the thread count.
+``--inference-only`` skips the training stages.
+
 Output: a table printed as it goes and ``results/bench.json`` (or ``--out``), written atomically::
 
     {"device": "cpu: <model>, <n> threads" | "cuda: <gpu name>", "cpu": str, "torch": str,
      "created": iso time, "rows": [{"preset", "height", "width", "device", "precision",
-     "stage", "frames_per_s" | "steps_per_s", "n_frames" | "n_steps", "batch"}, ...]}
+     "stage", "frames_per_s" | "steps_per_s", "n_frames" | "n_steps", "batch"}, ...],
+     # with backends only:
+     "cpu_features": {"model", "flags", "capability", "native_bf16", "threads"},
+     "backends": [{"preset", "height", "width", "backend", "used", "frames_per_s", "runs", "load",
+                   "max_abs_diff", "flip_fraction", "setup_s", "n_frames", ...}, ...]}
 """
 from __future__ import annotations
 
@@ -51,7 +63,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from deg import cli, io, paths, presets, provenance
+from deg import backends, cli, io, paths, presets, provenance
 
 STAGES = ("inference", "train_flow", "train_feature", "train_sequence")
 BEHAVIOURS = ["background", "b1", "b2", "b3", "b4", "b5"]   # K = 6, like the synthetic datasets
@@ -69,6 +81,23 @@ class Settings:
     max_steps: int            # timed training steps at most
     budget_s: float           # seconds per measurement (see module docstring)
     profile: str | None       # batch sizes; None: "paper" on CUDA, "demo" on the CPU
+    backends: tuple[str, ...] = ()   # CPU feature-path backends compared with eager (deg.backends)
+    repeats: int = 2          # alternating timed runs per backend (the median is reported)
+    inference_only: bool = False   # skip the training stages
+
+
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_features() -> dict[str, Any]:
+    """The CPU's model, the SIMD / int8 / bf16 flags of :data:`CPU_FLAGS` it has (from
+    /proc/cpuinfo), torch's dispatch capability and whether oneDNN has native bf16."""
+    from deg.train.common import cpu_supports_bf16
+
+    flags = backends.cpu_flags()
+    return {"model": provenance.cpu_name(), "flags": [f for f in CPU_FLAGS if f in flags],
+            "capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": cpu_supports_bf16(),
+            "threads": torch.get_num_threads()}
 
 
 def device_name(device: torch.device) -> str:
@@ -241,8 +270,52 @@ def _clip_fps(predictor, n_clips: int) -> float:
     return n_clips / (time.perf_counter() - t0)
 
 
+def backend_rows(predictor, video: Path, names: Sequence[str], repeats: int, cache_dir: Path,
+                 base: dict[str, Any]) -> list[dict[str, Any]]:
+    """Inference frames/s of ``video`` with each feature-path backend, alternating, and agreement.
+
+    Each backend first predicts the video once (building, exporting or quantising its model --
+    calibrated on this video's first clips -- and warming up; ``setup_s``); then ``repeats``
+    rounds time every backend in turn (eager first), so that load on a shared machine hits
+    all of them alike. Rows: base + {"backend", "frames_per_s" (median), "runs" (frames/s of
+    each round), "load" (1-min load average at each round), "max_abs_diff", "flip_fraction"
+    (probabilities vs eager, thresholds 0.5), "setup_s", "used" (the backend that ran: a
+    failed one falls back to eager)}.
+    """
+    import os
+
+    from deg import backends, infer
+
+    preds, rows = {}, {}
+    for name in ("eager",) + tuple(n for n in names if n != "eager"):
+        p = infer.Predictor(ctx=predictor.ctx, flow_model=predictor.flow_model,
+                            feature_model=predictor.feature_model, sequence_model=predictor.sequence_model,
+                            behaviours=predictor.behaviours, batch=predictor.batch, backend=name,
+                            cache_dir=cache_dir)
+        t0 = time.perf_counter()
+        probs = p.probabilities(video)
+        preds[name] = p
+        rows[name] = dict(base, stage="inference", backend=name, used=p.backend_name, runs=[], load=[],
+                          setup_s=time.perf_counter() - t0, n_frames=len(probs), batch=p.batch,
+                          **backends.agreement(rows["eager"]["_probs"] if rows else probs, probs))
+        rows[name]["_probs"] = probs
+    for _ in range(max(1, repeats)):
+        for name, p in preds.items():
+            rows[name]["load"].append(round(os.getloadavg()[0], 2))
+            t0 = time.perf_counter()
+            n = len(p.probabilities(video))
+            rows[name]["runs"].append(n / (time.perf_counter() - t0))
+    out = []
+    for row in rows.values():
+        row.pop("_probs")
+        row["frames_per_s"] = float(np.median(row["runs"]))
+        out.append(row)
+    return out
+
+
 def bench_preset(preset_name: str, device: torch.device, settings: Settings, workdir: Path,
-                 emit: Callable[[dict[str, Any], str], None]) -> None:
+                 emit: Callable[[dict[str, Any], str], None],
+                 emit_backend: Callable[[dict[str, Any]], None] | None = None) -> None:
     """Measure every stage of one preset at every size on ``device``; ``emit(row, note)`` each row."""
     from deg import infer
     from deg.data.video import read_video, write_video
@@ -275,7 +348,12 @@ def bench_preset(preset_name: str, device: torch.device, settings: Settings, wor
         fps = n_frames / seconds
         note = f"{n_frames} frames (budget {settings.budget_s:g} s)" if n_frames < settings.max_frames else ""
         emit(dict(base, stage="inference", frames_per_s=fps, n_frames=n_frames, batch=predictor.batch), note)
+        if settings.backends and device.type == "cpu" and emit_backend is not None:
+            for row in backend_rows(predictor, video, settings.backends, settings.repeats, workdir / "cache", base):
+                emit_backend(row)
 
+        if settings.inference_only:
+            continue
         # --- training steps of each stage
         frames = read_video(video)
         for stage, field in (("flow", "flow_batch"), ("feature", "feature_batch"), ("sequence", "sequence_batch")):
@@ -320,12 +398,24 @@ def run(settings: Settings, devices: Sequence[str], out: Path, echo: Callable[[s
     """Measure, print each row as it comes, write ``out`` atomically; return the JSON object."""
     devs = [torch.device(d) for d in devices]
     rows: list[dict[str, Any]] = []
+    backend_table: list[dict[str, Any]] = []
 
     def emit(row: dict[str, Any], note: str) -> None:
         rows.append(row)
         echo(_format(row, note))
 
+    def emit_backend(row: dict[str, Any]) -> None:
+        backend_table.append(row)
+        used = "" if row["used"] == row["backend"] else f" (fell back to {row['used']})"
+        echo(f"{row['preset']:6} {row['height']:>4}x{row['width']:<4} backend {row['backend']:17} "
+             f"{row['frames_per_s']:7.2f} frames/s (runs {', '.join(f'{r:.2f}' for r in row['runs'])}; load "
+             f"{', '.join(f'{x:.1f}' for x in row['load'])})  max|dp| {row['max_abs_diff']:.2g}  "
+             f"flips {row['flip_fraction']:.3f}  setup {row['setup_s']:.0f} s{used}")
+
     primary = next((d for d in devs if d.type == "cuda"), devs[0])
+    cpu = cpu_features()
+    echo(f"deg bench: CPU {cpu['model']}, flags {' '.join(cpu['flags']) or 'none of ' + '/'.join(CPU_FLAGS)}, "
+         f"torch capability {cpu['capability']}, native bf16 {cpu['native_bf16']}, {cpu['threads']} threads")
     echo(f"deg bench: {', '.join(device_name(d) for d in devs)}; torch {torch.__version__}; "
          f"{settings.budget_s:g} s per measurement, at most {settings.max_frames} frames / {settings.max_steps} steps")
     echo(f"{'preset':6} {'size':9} {'dev':4} {'prec':4} {'stage':15} {'rate':>18} {'n':>7} batch")
@@ -333,9 +423,12 @@ def run(settings: Settings, devices: Sequence[str], out: Path, echo: Callable[[s
     with tempfile.TemporaryDirectory(prefix="deg-bench-") as tmp:
         for dev in devs:
             for preset_name in settings.presets:
-                bench_preset(preset_name, dev, settings, Path(tmp), emit)
+                bench_preset(preset_name, dev, settings, Path(tmp), emit, emit_backend)
     result = {"device": device_name(primary), "cpu": provenance.cpu_name(), "torch": torch.__version__,
               "created": provenance.now_iso(), "rows": rows}
+    if settings.backends:
+        result["cpu_features"] = cpu
+        result["backends"] = backend_table
     io.write_json(out, result)
     echo(f"deg bench: {len(rows)} rows in {time.perf_counter() - t0:.0f} s -> {out}")
     return result
@@ -351,6 +444,11 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--profile", default=None, help="batch sizes of this profile (default: paper on CUDA, demo on CPU)")
     ap.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the CPU, and the GPU when present)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
+    ap.add_argument("--backends", nargs="*", default=None,
+                    help="CPU feature-path backends timed against eager (deg.backends; default: every "
+                         "installed one, none with --quick); give none to skip")
+    ap.add_argument("--repeats", type=int, default=2, help="alternating timed runs per backend (default 2)")
+    ap.add_argument("--inference-only", action="store_true", help="measure inference only (no training stages)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, batches and counts (tests)")
     ap.add_argument("--out", default=None, help="output JSON (default: results/bench.json)")
     return ap
@@ -372,7 +470,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_steps=int(args.steps or (2 if quick else 10)),
         budget_s=float(args.budget if args.budget is not None else (1.0 if quick else 8.0)),
         profile=args.profile or ("tiny" if quick else None),
+        backends=tuple(args.backends if args.backends is not None else
+                       (() if quick else [b for b in backends.NAMES if b != "eager" and backends.available(b)])),
+        repeats=int(args.repeats),
+        inference_only=bool(args.inference_only),
     )
+    for name in settings.backends:
+        backends.available(name)               # ValueError naming the known backends
     if args.threads:
         torch.set_num_threads(int(args.threads))
     for name in settings.presets:

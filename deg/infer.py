@@ -10,8 +10,10 @@ video reading, batched model predictions, and multiprocessed data loading". Here
    ``n_flow_frames`` frames around each frame, the first/last frame repeated at the edges, as in
    :func:`deg.train.clips.clip_indices`), standardises them with the run's training mean/std and
    runs the frozen flow generator and the feature extractor (the training code's own forward pass)
-   on ``batch`` clips at a time. Every frame gets a prediction, even in a video shorter than the
-   clip.
+   on ``batch`` clips at a time -- in PyTorch, or exported to ONNX Runtime float32 / int8
+   (``--backend``, :mod:`deg.backends`; resolved on the first batch of the first video, whose
+   clips calibrate int8 and check agreement with PyTorch). Every frame gets a prediction, even
+   in a video shorter than the clip.
 3. The per-frame features (T, 1024) are *not* all kept: the sequence model (TGM) runs on
    overlapping windows of ``SEQ_CHUNK`` frames with :data:`deg.train.sequence.MARGIN` frames of
    context on each side (far more than the TGM's receptive field, so window borders change no
@@ -310,6 +312,49 @@ class Predictor:
     seq_margin: int | None = None          # context frames each side (None: deg.train.sequence.MARGIN)
     run_dir: Path | None = None
     last_stats: dict[str, int] | None = None
+    backend: str = "eager"                 # deg.backends.CHOICES; resolved on the first clips seen
+    cache_dir: Path | None = None          # exported/quantised models (None: <run_dir>/backends)
+    backend_report: list[dict[str, Any]] | None = None   # deg.backends.select's rows (auto)
+    _backend: Any = None                   # the resolved deg.backends.Backend
+
+    @property
+    def backend_name(self) -> str | None:
+        """The backend that computes the features (None until the first clips were seen)."""
+        return None if self._backend is None else self._backend.name
+
+    def _resolve_backend(self, clips: torch.Tensor) -> None:
+        """Build ``self.backend`` (the first clips of the video calibrate int8 and check agreement).
+
+        A backend that cannot be built falls back to eager with a one-line logged reason.
+        """
+        from deg import backends, paths
+        from deg.train.sequence import predict
+
+        ctx = self.ctx
+        cache = Path(self.cache_dir) if self.cache_dir is not None else (
+            self.run_dir / "backends" if self.run_dir is not None else paths.results_dir() / "_cache" / "backends")
+        precision = ctx.precision if ctx.precision.dtype is not None else None
+        if self.backend not in backends.CHOICES:
+            raise InferenceError(f"unknown backend {self.backend!r}; choose from {', '.join(backends.CHOICES)}")
+        if self.backend != "eager" and ctx.device.type != "cpu":
+            backends.log.warning("backend %s is for CPUs; using eager on %s", self.backend, ctx.device)
+            self._backend = backends.eager(self.flow_model, self.feature_model, precision)
+            return
+        check = clips[:backends.CALIBRATION_CLIPS].contiguous()
+        if self.backend == "auto":
+            def probs(x: np.ndarray) -> np.ndarray:
+                return predict(self.sequence_model, x, ctx.device, ctx.precision)
+
+            self._backend, self.backend_report = backends.select(
+                self.flow_model, self.feature_model, check.shape[1:], cache, check, probs, precision)
+            backends.log.info("backend auto: %s", self._backend.name)
+            return
+        try:
+            self._backend = backends.build(self.backend, self.flow_model, self.feature_model, check.shape[1:],
+                                           cache, precision, calibration=check.numpy())
+        except backends.BackendError as exc:
+            backends.log.warning("backend %s unavailable, using eager: %s", self.backend, str(exc).splitlines()[0])
+            self._backend = backends.eager(self.flow_model, self.feature_model, precision)
 
     def __post_init__(self) -> None:
         # Build the standardiser now, outside inference mode: its buffers must stay ordinary
@@ -318,7 +363,7 @@ class Predictor:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str | torch.device | None = None,
-                 batch: int | None = None) -> "Predictor":
+                 batch: int | None = None, backend: str = "eager") -> "Predictor":
         """Load the best weights of every stage of a finished run (see :func:`check_run`)."""
         from deg import presets
         from deg.train import feature, flow, sequence
@@ -343,7 +388,7 @@ class Predictor:
                                  f"{len(min_bout)} bout lengths for {K} behaviours")
         return cls(ctx=ctx, flow_model=flow_model, feature_model=feature_model, sequence_model=seq_model,
                    behaviours=behaviours, thresholds=thresholds, min_bout=min_bout,
-                   batch=int(batch or profile.infer_batch), run_dir=run_dir)
+                   batch=int(batch or profile.infer_batch), run_dir=run_dir, backend=backend)
 
     # ------------------------------------------------------------------ behaviours
     def check_behaviours(self, behaviours: Sequence[str], source: str) -> None:
@@ -378,10 +423,8 @@ class Predictor:
         """
         from tqdm.auto import tqdm
 
-        from deg.augment import to_float_clip
         from deg.data.video import VideoError, video_info
         from deg.train.clips import clip_indices, to_device
-        from deg.train.feature import _forward
         from deg.train.sequence import MARGIN
 
         path = Path(video_path)
@@ -412,11 +455,10 @@ class Predictor:
                             break                       # the last clip's frames are not all here yet
                         centers = np.arange(next_center, stop)
                         clips = buf[clip_indices(centers, n, T) - buf_start]        # (B, n, H, W, 3)
-                        clip = standardize(to_float_clip(to_device(clips, ctx.device)))
-                        with ctx.precision.autocast():
-                            out = _forward(ctx, self.flow_model, self.feature_model, clip)
-                        x = torch.cat([out["spatial_features"].float(), out["flow_features"].float()], dim=1)
-                        seq.push(x.cpu().numpy())
+                        clip = standardize.from_uint8(to_device(clips, ctx.device))   # (B, 3, n, H, W)
+                        if self._backend is None:
+                            self._resolve_backend(clip)
+                        seq.push(self._backend.features(clip))
                         bar.update(len(centers))
                         next_center = stop
                         drop = max(0, next_center - half) - buf_start   # frames no later clip reads
@@ -452,16 +494,18 @@ class Predictor:
 
 
 def predict_video(run_dir: str | Path, video_path: str | Path, out_dir: str | Path | None = None,
-                  batch: int | None = None, device: str | None = None, progress: bool = True) -> dict[str, Any]:
+                  batch: int | None = None, device: str | None = None, progress: bool = True,
+                  backend: str = "eager") -> dict[str, Any]:
     """Predict one video with a finished run; returns dict(paths, n_frames, seconds, frames_per_s).
 
     ``paths``: {"predictions": <out_dir>/<stem>_predictions.csv (DeepEthogram layout, background
     first, one 0/1 column per behaviour), "probabilities": <out_dir>/<stem>_probabilities.npz
     (probs (T, K) float32, thresholds (K,), min_bout (K,), behaviours (K,), video, run)}. ``out_dir``
     defaults to the video's folder; ``batch`` to the run profile's ``infer_batch``; ``device``
-    to CUDA when available. ``seconds`` covers decoding, the models and writing.
+    to CUDA when available; ``backend`` to eager PyTorch (see :mod:`deg.backends`). ``seconds``
+    covers decoding, the models and writing.
     """
-    predictor = Predictor.from_run(run_dir, device=device, batch=batch)
+    predictor = Predictor.from_run(run_dir, device=device, batch=batch, backend=backend)
     return predictor.predict(video_path, out_dir=out_dir, progress=progress)
 
 
@@ -495,6 +539,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--behaviours", default=None,
                     help="comma-separated behaviours you expect the run to predict (checked before anything runs)")
     ap.add_argument("--labels", default=None, help="a DeepEthogram label CSV whose behaviours the run must have")
+    ap.add_argument("--backend", default="eager", choices=("eager", "onnxruntime", "onnxruntime-int8", "auto"),
+                    help="feature-path backend (deg.backends): eager PyTorch (default), ONNX Runtime float32 or "
+                         "int8, or auto: the fastest that agrees with eager")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     return ap
 
@@ -525,7 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if dupes:
             raise InferenceError(f"several videos would write the same output file(s) {dupes}; "
                                  "give them distinct names or separate --out folders")
-        predictor = Predictor.from_run(args.run, device=args.device, batch=args.batch)
+        predictor = Predictor.from_run(args.run, device=args.device, batch=args.batch, backend=args.backend)
     except (ValueError, OSError) as exc:
         print(f"deg.infer: error: {exc}", file=sys.stderr)
         return cli.exit_code(exc) or cli.EXIT_INPUT
@@ -538,8 +585,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             failures.append((video, f"{type(exc).__name__}: {why}"))
             print(f"deg.infer: FAILED: {why}", file=sys.stderr)
             continue
-        print(f"{video}: {res['n_frames']} frames in {res['seconds']:.1f} s ({res['frames_per_s']:.1f} frames/s) "
-              f"-> {res['paths']['predictions']}")
+        print(f"{video}: {res['n_frames']} frames in {res['seconds']:.1f} s ({res['frames_per_s']:.1f} frames/s, "
+              f"backend {predictor.backend_name}) -> {res['paths']['predictions']}")
     if failures:
         print(f"deg.infer: {len(failures)} of {len(videos)} video(s) failed:", file=sys.stderr)
         for _, why in failures:

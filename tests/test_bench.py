@@ -24,11 +24,12 @@ def one_thread():
 
 def test_quick_bench_writes_every_stage(tmp_path, one_thread, capsys):
     out = tmp_path / "bench.json"
+    with_ort = bench.backends.available("onnxruntime")
     code = bench.main(["--quick", "--presets", "DEG_f", "--sizes", "64", "--frames", "12", "--device", "cpu",
-                       "--out", str(out)])
+                       "--out", str(out), "--repeats", "1", "--backends"] + (["onnxruntime"] if with_ort else []))
     assert code == 0
     data = json.loads(out.read_text())
-    assert set(data) == {"device", "cpu", "torch", "created", "rows"}
+    assert set(data) == {"device", "cpu", "torch", "created", "rows"} | ({"backends", "cpu_features"} if with_ort else set())
     assert data["device"] == f"cpu: {provenance.cpu_name()}, 1 threads"
     assert data["cpu"] == provenance.cpu_name() and data["torch"] == torch.__version__
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", data["created"])
@@ -51,6 +52,16 @@ def test_quick_bench_writes_every_stage(tmp_path, one_thread, capsys):
     assert rows[3]["batch"] == tiny.sequence_batch
 
     printed = capsys.readouterr().out
+    if with_ort:           # eager and ONNX Runtime on the same video, timed in turn, compared
+        features = data["cpu_features"]
+        assert features["model"] == data["cpu"] and features["threads"] == 1 and "avx2" in features["flags"]
+        assert [r["backend"] for r in data["backends"]] == ["eager", "onnxruntime"]
+        for row in data["backends"]:
+            assert row["used"] == row["backend"] and row["n_frames"] == inference["n_frames"]
+            assert len(row["runs"]) == len(row["load"]) == 1 and row["frames_per_s"] == row["runs"][0] > 0
+        assert data["backends"][1]["max_abs_diff"] <= bench.backends.TOLERANCE["onnxruntime"]
+        assert "CPU " in printed and "backend onnxruntime" in printed
+        printed = "\n".join(line for line in printed.splitlines() if "backend " not in line)
     assert printed.count("DEG_f") == 4 and "train_feature" in printed and str(out) in printed
     # The figure notebook's reader accepts it
     table = read_bench(out)

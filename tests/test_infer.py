@@ -228,3 +228,37 @@ def test_streaming_memory_does_not_grow_with_length(predictor, tiny_run, tmp_pat
     assert stats["max_feature_rows"] <= 8 + 2 * margin + 8 < 72  # window + margins + one batch
     # the margins exceed the TGM's receptive field: windowing changes no output
     np.testing.assert_allclose(streamed, whole, rtol=0, atol=1e-5)
+
+
+def test_onnxruntime_backend_agrees_with_eager_and_is_cached(tiny_run, predictor, tmp_path, capsys):
+    """The trained tiny DEG_f run through ONNX Runtime float32: probabilities within 1e-4 of eager;
+    the exported model is cached in the run folder and reused by the command line."""
+    from deg import backends
+
+    if not backends.available("onnxruntime"):
+        pytest.skip("onnxruntime not installed")
+    run_dir, videos = tiny_run
+    video = videos / "video00.mp4"
+    eager = predictor.probabilities(video)
+    assert predictor.backend_name == "eager"
+    ort = infer.Predictor.from_run(run_dir, device="cpu", backend="onnxruntime")
+    probs = ort.probabilities(video)
+    assert ort.backend_name == "onnxruntime" and probs.shape == eager.shape
+    agree = backends.agreement(eager, probs, ort.thresholds)
+    assert agree["max_abs_diff"] <= backends.TOLERANCE["onnxruntime"] and agree["flip_fraction"] == 0.0
+    cached = sorted((run_dir / "backends").glob("*/model.onnx"))
+    assert len(cached) == 1
+    mtime = cached[0].stat().st_mtime_ns
+    code = infer.main(["--run", str(run_dir), "--out", str(tmp_path), "--quiet", "--device", "cpu",
+                       "--backend", "onnxruntime", str(video)])
+    assert code == 0 and "backend onnxruntime" in capsys.readouterr().out
+    assert sorted((run_dir / "backends").glob("*/model.onnx")) == cached and cached[0].stat().st_mtime_ns == mtime
+    with np.load(tmp_path / "video00_probabilities.npz") as z:
+        np.testing.assert_allclose(z["probs"], probs, rtol=0, atol=1e-6)
+    # auto: every candidate measured against eager on the video's first clips; the fastest agreeing one runs
+    auto = infer.Predictor.from_run(run_dir, device="cpu", backend="auto")
+    auto_probs = auto.probabilities(video)
+    assert [r["backend"] for r in auto.backend_report] == list(backends.auto_candidates())
+    assert all(r["ok"] for r in auto.backend_report)
+    assert auto.backend_name == max(auto.backend_report, key=lambda r: r["clips_per_s"])["backend"]
+    assert backends.agreement(eager, auto_probs)["max_abs_diff"] <= backends.TOLERANCE["onnxruntime"]

@@ -291,6 +291,10 @@ def test_standardizer_and_channel_stats():
     assert clip.shape == (1, 3, 11, 4, 4)
     z = Standardizer(mean, std)(clip)
     assert z[:, 2].mean().abs() < 1e-4 and z[:, 2].std() == pytest.approx(1.0, rel=0.1)
+    # inference's one-pass version (deg.infer): the same numbers, contiguous
+    one_pass = Standardizer(mean, std).from_uint8(torch.from_numpy(videos[0][None, :11]))
+    assert one_pass.is_contiguous() and one_pass.dtype == torch.float32
+    torch.testing.assert_close(one_pass, z, rtol=1e-6, atol=1e-5)
     with pytest.raises(ValueError, match="positive"):
         Standardizer([0, 0, 0], [1, 0, 1])
 

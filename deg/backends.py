@@ -1,0 +1,370 @@
+"""Inference backends for the per-frame feature path: flow generator + both feature streams.
+
+Issue 14 (speed). The paper sells DeepEthogram on inference speed (Results, Table 1); on a CPU
+the flow generator and the two streams are nearly all of the work, and the sequence model (TGM)
+is cheap. This module runs that feature path with one of:
+
+* ``eager``: the PyTorch models themselves (the reference; always available). The same forward
+  pass as training's (:func:`deg.train.feature` reads the finest flow).
+* ``onnxruntime``: the same path exported to ONNX (float32) and run by ONNX Runtime.
+* ``onnxruntime-int8``: the float32 ONNX model quantised by ONNX Runtime's static post-training
+  quantisation (QDQ format, per-channel int8 weights, uint8 activations), calibrated on clips of
+  the video being predicted (so its activation ranges are this run's and this video's).
+
+A backend maps a standardised clip batch ``(N, 3, T, H, W)`` float32 to features ``(N, 2D)``
+float32 (spatial features then flow features, as :class:`deg.infer.Predictor` feeds the TGM).
+The export works for any flow generator ``nn.Module`` whose forward returns a list of flows,
+finest first (``deg.models.flow``), and any two-stream model returning a dict with
+``spatial_features`` and ``flow_features``: it traces the modules, it reads none of their
+internals.
+
+Exported and quantised models are cached (atomic writes, :func:`deg.io.atomic_path`) under
+``<cache_dir>/<key>/``, keyed by what produced them: a hash of both models' weights and buffers,
+the clip shape, the backend, the ONNX opset, the torch / onnx / onnxruntime versions and, for
+int8, a hash of the calibration clips. Anything else means a new key, never a stale model.
+
+:func:`select` (``--backend auto``) measures each installed candidate on a check batch, keeps those
+whose probabilities agree with eager float32 (:data:`TOLERANCE`) and returns the fastest; a
+backend that fails to build or disagrees is skipped with a one-line logged reason, and eager
+is the fallback.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from deg import io
+
+log = logging.getLogger("deg.backends")
+
+NAMES = ("eager", "onnxruntime", "onnxruntime-int8")
+CHOICES = NAMES + ("auto",)
+OPSET = 17
+# Agreement with eager float32, on sigmoid probabilities of the TGM (absolute difference).
+# float32 ONNX Runtime: same arithmetic up to summation order (measured ~1e-6).
+# int8: quantisation noise; measured 0.0013-0.011 on random-weight DEG_f / DEG_m at 128 and 224
+# (README "Speed"), so 0.05 leaves room for trained weights without letting a broken model through.
+TOLERANCE = {"onnxruntime": 1e-4, "onnxruntime-int8": 0.05}
+EXPORT_CHECK = 1e-3         # float32 export: max |features - eager| relative to max |features|
+CALIBRATION_CLIPS = 32     # clips of the video that calibrate int8 activation ranges
+
+
+class BackendError(RuntimeError):
+    """A backend cannot be built or run here (not installed, export failed, ...)."""
+
+
+# --------------------------------------------------------------------------------------
+# The feature path as one module
+# --------------------------------------------------------------------------------------
+class FeaturePath(torch.nn.Module):
+    """Standardised clip (N, 3, T, H, W) -> features (N, 2D) = [spatial, flow] (eval mode)."""
+
+    def __init__(self, flow_model: torch.nn.Module, feature_model: torch.nn.Module):
+        super().__init__()
+        self.flow_model, self.feature_model = flow_model, feature_model
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        flows = self.flow_model(clip)[0]            # finest scale only: the flow stream's input
+        out = self.feature_model(clip, flows)
+        return torch.cat([out["spatial_features"].float(), out["flow_features"].float()], dim=1)
+
+
+def weights_hash(*modules: torch.nn.Module) -> str:
+    """sha256 of every parameter and buffer (names, shapes, dtypes, values) of ``modules``."""
+    h = hashlib.sha256()
+    for i, m in enumerate(modules):
+        for name, t in sorted(m.state_dict().items()):
+            t = t.detach().cpu().contiguous().reshape(-1)
+            h.update(f"{i}:{name}:{tuple(t.shape)}:{t.dtype}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def available(name: str) -> bool:
+    """Whether backend ``name`` can be built here (its package is installed)."""
+    if name == "eager":
+        return True
+    if name.startswith("onnxruntime"):
+        return all(importlib.util.find_spec(p) is not None for p in ("onnx", "onnxruntime"))
+    raise ValueError(f"unknown backend {name!r}; choose from {', '.join(CHOICES)}")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")   # int8 dot-product instructions
+
+
+def auto_candidates(flags: set[str] | None = None) -> tuple[str, ...]:
+    """What ``auto`` tries: eager and ONNX Runtime float32, and int8 only on CPUs with int8 dot
+    products (VNNI / AMX). Measured on a 2-core AVX2-only AMD EPYC, static int8 ran at 0.8-0.9x of
+    ONNX Runtime float32 (README, "Speed") and quantising costs a minute or more per video."""
+    flags = cpu_flags() if flags is None else flags
+    return ("eager", "onnxruntime") + (("onnxruntime-int8",) if any(f in flags for f in INT8_FLAGS) else ())
+
+
+def versions() -> dict[str, str]:
+    out = {"torch": torch.__version__}
+    for pkg in ("onnx", "onnxruntime"):
+        try:
+            out[pkg] = __import__(pkg).__version__
+        except ImportError:
+            pass
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Backends
+# --------------------------------------------------------------------------------------
+@dataclass
+class Backend:
+    """``features(clip (N, 3, T, H, W) float32 tensor) -> (N, 2D) float32 numpy``."""
+
+    name: str
+    run: Callable[[torch.Tensor], np.ndarray]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def features(self, clip: torch.Tensor) -> np.ndarray:
+        return self.run(clip)
+
+
+def eager(flow_model: torch.nn.Module, feature_model: torch.nn.Module, precision=None) -> Backend:
+    """The PyTorch models themselves (autocast when ``precision`` says so)."""
+    path = FeaturePath(flow_model, feature_model).eval()
+
+    @torch.inference_mode()
+    def run(clip: torch.Tensor) -> np.ndarray:
+        if precision is not None:
+            with precision.autocast():
+                return path(clip).float().cpu().numpy()
+        return path(clip).cpu().numpy()
+
+    return Backend("eager", run)
+
+
+def export_onnx(path_module: torch.nn.Module, example: torch.Tensor, dest: Path) -> Path:
+    """Export ``path_module`` (clip -> features) to ONNX at ``dest`` (atomic), batch axis dynamic."""
+    import onnx
+
+    with io.atomic_path(dest) as tmp:
+        with torch.no_grad(), warnings.catch_warnings():
+            # shape checks in the models' forward become constants of the trace: the shape is fixed
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)     # the TorchScript exporter: still works
+            torch.onnx.export(path_module, (example,), str(tmp), input_names=["clip"], output_names=["features"],
+                              dynamic_axes={"clip": {0: "n"}, "features": {0: "n"}}, opset_version=OPSET,
+                              dynamo=False)
+        onnx.checker.check_model(str(tmp))
+    return dest
+
+
+def _session(model_path: Path, threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, int(threads))
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+
+
+class _ClipReader:
+    """onnxruntime.quantization CalibrationDataReader over calibration clips (N, 3, T, H, W)."""
+
+    def __init__(self, clips: np.ndarray, batch: int = 4):
+        self._batches = iter([{"clip": clips[i:i + batch]} for i in range(0, len(clips), batch)])
+
+    def get_next(self):
+        return next(self._batches, None)
+
+
+def quantize_int8(float_model: Path, calibration: np.ndarray, dest: Path) -> Path:
+    """Static QDQ int8 quantisation of ``float_model`` calibrated on ``calibration`` clips (atomic).
+
+    Per-channel symmetric int8 weights, uint8 activations with min/max ranges from the
+    calibration clips.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with io.atomic_path(dest.with_name(dest.stem + "-pre.onnx")) as pre:
+        quant_pre_process(str(float_model), str(pre), skip_symbolic_shape=True)
+        with io.atomic_path(dest) as tmp:
+            quantize_static(str(pre), str(tmp), _ClipReader(calibration), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax)
+    return dest
+
+
+def model_dir(cache_dir: Path, name: str, flow_model: torch.nn.Module, feature_model: torch.nn.Module,
+              clip_shape: Sequence[int], calibration: np.ndarray | None = None) -> tuple[Path, dict[str, Any]]:
+    """(folder of backend ``name``'s cached model, the key that names it) under ``cache_dir``.
+
+    The key: a hash of both models' weights, the clip shape (C, T, H, W), the backend, the ONNX
+    opset, the package versions and, for int8, a hash of the calibration clips.
+    """
+    key: dict[str, Any] = {"weights": weights_hash(flow_model, feature_model),
+                           "clip": [int(s) for s in clip_shape], "opset": OPSET, "versions": versions(),
+                           "backend": name}
+    if calibration is not None:
+        key.update(calibration=hashlib.sha256(np.ascontiguousarray(calibration).tobytes()).hexdigest(),
+                   calibration_shape=list(calibration.shape))
+    return Path(cache_dir) / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20], key
+
+
+def onnxruntime(flow_model: torch.nn.Module, feature_model: torch.nn.Module, clip_shape: Sequence[int],
+                cache_dir: Path, int8: bool = False, calibration: np.ndarray | None = None,
+                threads: int | None = None) -> Backend:
+    """ONNX Runtime float32 (or int8 with ``calibration`` clips) of the feature path, cached in ``cache_dir``."""
+    if not available("onnxruntime"):
+        raise BackendError("onnxruntime is not installed (pip install -e . installs it)")
+    name = "onnxruntime-int8" if int8 else "onnxruntime"
+    C, T, H, W = (int(s) for s in clip_shape)
+    float_dir, float_key = model_dir(cache_dir, "onnxruntime", flow_model, feature_model, clip_shape)
+    float_model = float_dir / "model.onnx"
+    if not float_model.is_file():
+        try:
+            export_onnx(FeaturePath(flow_model, feature_model).eval(), torch.zeros(1, C, T, H, W), float_model)
+            io.write_json(float_dir / "key.json", float_key)
+        except Exception as exc:
+            raise BackendError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
+    model = float_model
+    info: dict[str, Any] = {"model": str(float_model)}
+    if int8:
+        if calibration is None or not len(calibration):
+            raise BackendError("int8 needs calibration clips")
+        calibration = np.ascontiguousarray(calibration, dtype=np.float32)
+        q_dir, q_key = model_dir(cache_dir, name, flow_model, feature_model, clip_shape, calibration)
+        model = q_dir / "model.onnx"
+        if not model.is_file():
+            try:
+                quantize_int8(float_model, calibration, model)
+                io.write_json(q_dir / "key.json", q_key)
+            except Exception as exc:
+                raise BackendError(f"int8 quantisation failed: {type(exc).__name__}: {exc}") from exc
+        info = {"model": str(model), "calibration_clips": int(len(calibration))}
+    session = _session(model, threads or torch.get_num_threads())
+
+    def run(clip: torch.Tensor) -> np.ndarray:
+        x = np.ascontiguousarray(clip.detach().cpu().numpy(), dtype=np.float32)
+        return session.run(["features"], {"clip": x})[0]
+
+    if not int8:
+        # A trace silently freezes whatever Python decided from the example input (a branch, a
+        # numpy detour): check the exported model on other clips before trusting it.
+        check = (torch.from_numpy(calibration[:2]) if calibration is not None and len(calibration)
+                 else torch.randn(2, C, T, H, W, generator=torch.Generator().manual_seed(0)))
+        ref = eager(flow_model, feature_model).features(check)
+        try:
+            diff = float(np.abs(run(check) - ref).max())
+        except Exception as exc:
+            diff, why = float("nan"), f"it fails on other clips ({type(exc).__name__}: {str(exc)[:120]})"
+        else:
+            why = f"it disagrees with eager by {diff:.3g}"
+        if not diff <= EXPORT_CHECK * max(1.0, float(np.abs(ref).max())):
+            float_model.unlink(missing_ok=True)        # never reuse a model that failed its check
+            raise BackendError(f"ONNX export failed: {why} (the trace froze input-dependent Python code?)")
+    return Backend(name, run, info)
+
+
+# --------------------------------------------------------------------------------------
+# Agreement and selection
+# --------------------------------------------------------------------------------------
+def agreement(reference: np.ndarray, other: np.ndarray, thresholds: np.ndarray | None = None) -> dict[str, float]:
+    """max |p - p_ref| over (T, K) probabilities, and the fraction of frames whose thresholded
+    prediction (any behaviour) changes (thresholds default to 0.5)."""
+    thr = np.full(reference.shape[1], 0.5) if thresholds is None else np.asarray(thresholds)
+    flips = ((reference >= thr) != (other >= thr)).any(axis=1)
+    return {"max_abs_diff": float(np.abs(reference - other).max()), "flip_fraction": float(flips.mean())}
+
+
+def build(name: str, flow_model, feature_model, clip_shape, cache_dir: Path, precision=None,
+          calibration: np.ndarray | None = None, threads: int | None = None) -> Backend:
+    """Backend ``name`` (one of :data:`NAMES`); BackendError when it cannot be built here."""
+    if name == "eager":
+        return eager(flow_model, feature_model, precision)
+    if name in ("onnxruntime", "onnxruntime-int8"):
+        return onnxruntime(flow_model, feature_model, clip_shape, cache_dir, int8=name.endswith("int8"),
+                           calibration=calibration, threads=threads)
+    raise ValueError(f"unknown backend {name!r}; choose from {', '.join(CHOICES)}")
+
+
+TIMING_CLIPS = 8        # clips each candidate is timed on (after a one-clip warm-up)
+
+
+def _rate(backend: Backend, clips: torch.Tensor, repeats: int = 1) -> float:
+    """Clips/s of ``backend`` on ``clips`` (best of ``repeats`` after one warm-up call)."""
+    clips = clips[:TIMING_CLIPS]
+    backend.features(clips[:1])
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        backend.features(clips)
+        best = max(best, len(clips) / max(time.perf_counter() - t0, 1e-9))
+    return best
+
+
+def select(flow_model, feature_model, clip_shape, cache_dir: Path, check_clips: torch.Tensor,
+           probabilities: Callable[[np.ndarray], np.ndarray], precision=None,
+           candidates: Iterable[str] | None = None, threads: int | None = None,
+           tolerance: dict[str, float] | None = None) -> tuple[Backend, list[dict[str, Any]]]:
+    """The fastest candidate whose probabilities agree with eager within ``tolerance`` (default
+    :data:`TOLERANCE`).
+
+    ``candidates`` default to :func:`auto_candidates`. ``check_clips``: standardised clips
+    (n, 3, T, H, W) of the video (they also calibrate int8; the first :data:`TIMING_CLIPS` time);
+    ``probabilities(features (n, 2D)) -> (n, K)`` runs the sequence model. Returns (backend,
+    report rows {"backend", "clips_per_s", "max_abs_diff", "flip_fraction", "ok", "reason"}).
+    """
+    tolerance = TOLERANCE if tolerance is None else tolerance
+    candidates = auto_candidates() if candidates is None else candidates
+    ref = eager(flow_model, feature_model, precision)
+    ref_probs = probabilities(ref.features(check_clips))
+    report = [{"backend": "eager", "clips_per_s": _rate(ref, check_clips), "max_abs_diff": 0.0,
+               "flip_fraction": 0.0, "ok": True, "reason": ""}]
+    best = (report[0]["clips_per_s"], ref)
+    for name in candidates:
+        if name == "eager":
+            continue
+        row: dict[str, Any] = {"backend": name, "ok": False}
+        if not available(name):
+            row["reason"] = "not installed"
+            report.append(row)
+            continue
+        try:
+            b = build(name, flow_model, feature_model, clip_shape, cache_dir, precision,
+                      calibration=check_clips.numpy(), threads=threads)
+            row.update(agreement(ref_probs, probabilities(b.features(check_clips))))
+            row["clips_per_s"] = _rate(b, check_clips)
+        except Exception as exc:                     # any failure: fall back, say why
+            row["reason"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            log.warning("backend %s skipped: %s", name, row["reason"])
+            report.append(row)
+            continue
+        row["ok"] = row["max_abs_diff"] <= tolerance[name]
+        row["reason"] = "" if row["ok"] else (f"disagrees with eager: max |dp| {row['max_abs_diff']:.2g} "
+                                               f"> {tolerance[name]:g}")
+        if not row["ok"]:
+            log.warning("backend %s skipped: %s", name, row["reason"])
+        elif row["clips_per_s"] > best[0]:
+            best = (row["clips_per_s"], b)
+        report.append(row)
+    return best[1], report
