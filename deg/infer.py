@@ -337,7 +337,9 @@ class Predictor:
         if self.backend not in backends.CHOICES:
             raise InferenceError(f"unknown backend {self.backend!r}; choose from {', '.join(backends.CHOICES)}")
         if self.backend != "eager" and ctx.device.type != "cpu":
-            backends.log.warning("backend %s is for CPUs; using eager on %s", self.backend, ctx.device)
+            # the CPU runtimes are for CPUs; on a GPU, eager (CUDA) is the fast path
+            (backends.log.info if self.backend == "auto" else backends.log.warning)(
+                "backend %s is for CPUs; using eager on %s", self.backend, ctx.device)
             self._backend = backends.eager(self.flow_model, self.feature_model, precision)
             return
         check = clips[:backends.CALIBRATION_CLIPS].contiguous()
@@ -539,9 +541,10 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--behaviours", default=None,
                     help="comma-separated behaviours you expect the run to predict (checked before anything runs)")
     ap.add_argument("--labels", default=None, help="a DeepEthogram label CSV whose behaviours the run must have")
-    ap.add_argument("--backend", default="eager", choices=("eager", "onnxruntime", "onnxruntime-int8", "auto"),
-                    help="feature-path backend (deg.backends): eager PyTorch (default), ONNX Runtime float32 or "
-                         "int8, or auto: the fastest that agrees with eager")
+    ap.add_argument("--backend", default="auto", choices=("eager", "onnxruntime", "onnxruntime-int8", "auto"),
+                    help="feature-path backend (deg.backends): auto (default: the fastest installed one whose "
+                         "probabilities agree with eager on the video's first clips; eager on a GPU), eager "
+                         "PyTorch (the reference), ONNX Runtime float32 or int8")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     return ap
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -143,11 +144,14 @@ def test_bad_videos_fail_clearly_and_the_others_are_predicted(tiny_run, predicto
     labels = sorted((videos.parent / "labels").glob("*/video01.csv"))[0]     # same behaviours: accepted
     code = infer.main(["--run", str(run_dir), "--out", str(out), "--quiet", "--device", "cpu",
                        "--labels", str(labels), str(truncated), str(text), str(good)])
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     assert code == 1
     assert "2 of 3 video(s) failed" in err and str(truncated) in err and str(text) in err
     assert sorted(p.name for p in out.iterdir()) == ["good_predictions.csv", "good_probabilities.npz"]
     assert len(pd.read_csv(out / "good_predictions.csv")) == 90
+    # the command line chose its backend itself (--backend auto is the default) and says which
+    assert re.search(r"good\.mp4: 90 frames .*backend (eager|onnxruntime)\)", captured.out), captured.out
 
 
 def test_unfinished_or_inconsistent_run_names_the_stage(tiny_run, tmp_path, capsys):
