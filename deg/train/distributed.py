@@ -1,7 +1,8 @@
 """Lightning Fabric under the training loop: one process, or DDP over GPUs and nodes.
 
 Every stage trains through :func:`deg.train.loop.fit`, which runs on a ``lightning_fabric.Fabric``
-(the ``lightning_fabric`` package ships in the pinned ``pytorch-lightning`` distribution):
+(the pinned ``lightning-fabric`` distribution: Lightning's Fabric alone, without the Trainer and
+torchmetrics, whose import cost every training process 4-5 s of CPU):
 
 * one process (the default, CPU or one GPU): a single-device strategy. The forward pass, the
   backward pass and the optimiser step are the same torch calls as a plain loop, so results are
