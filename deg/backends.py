@@ -43,7 +43,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from deg import io
+from deg import io, provenance
 
 log = logging.getLogger("deg.backends")
 
@@ -99,17 +99,6 @@ def available(name: str) -> bool:
     raise ValueError(f"unknown backend {name!r}; choose from {', '.join(CHOICES)}")
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where it cannot be read)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")   # int8 dot-product instructions
 
 
@@ -117,7 +106,7 @@ def auto_candidates(flags: set[str] | None = None) -> tuple[str, ...]:
     """What ``auto`` tries: eager and ONNX Runtime float32, and int8 only on CPUs with int8 dot
     products (VNNI / AMX). Measured on a 2-core AVX2-only AMD EPYC, static int8 ran at 0.8-0.9x of
     ONNX Runtime float32 (README, "Speed") and quantising costs a minute or more per video."""
-    flags = cpu_flags() if flags is None else flags
+    flags = provenance.cpu_flags() if flags is None else flags
     return ("eager", "onnxruntime") + (("onnxruntime-int8",) if any(f in flags for f in INT8_FLAGS) else ())
 
 

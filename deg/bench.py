@@ -94,7 +94,7 @@ def cpu_features() -> dict[str, Any]:
     /proc/cpuinfo), torch's dispatch capability and whether oneDNN has native bf16."""
     from deg.train.common import cpu_supports_bf16
 
-    flags = backends.cpu_flags()
+    flags = provenance.cpu_flags()
     return {"model": provenance.cpu_name(), "flags": [f for f in CPU_FLAGS if f in flags],
             "capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": cpu_supports_bf16(),
             "threads": torch.get_num_threads()}

@@ -340,11 +340,9 @@ def _x264_cpu_options() -> dict[str, str]:
     x264 at its AVX2 kernels (every AVX-512 CPU has AVX2) restores identical files; other CPUs
     keep x264's own detection.
     """
-    try:
-        flags = Path("/proc/cpuinfo").read_text(errors="ignore")
-    except OSError:
-        return {}
-    return {"x264-params": "asm=avx2"} if "avx512" in flags else {}
+    from deg.provenance import cpu_flags
+
+    return {"x264-params": "asm=avx2"} if any(f.startswith("avx512") for f in cpu_flags()) else {}
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarray], fps: float,
