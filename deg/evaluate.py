@@ -2,7 +2,7 @@
 
 :func:`evaluate_run` reads a run folder written by the training pipeline
 (``results/<profile>/<dataset>/<preset>/<split>/``: ``split.json`` and
-``predictions/<video>.npz`` with ``probs``, ``preds``, ``fe_probs``, ``fe_preds``) and writes
+``predictions/<video>.npz``, arrays :data:`PREDICTION_ARRAYS`) and writes
 five tables beside them; :func:`evaluate_humans` writes the human-vs-human tables of a dataset
 (``results/<profile>/<dataset>/humans/``). Model, feature extractor, shuffle and annotators all
 go through the same functions (:mod:`deg.metrics`, :mod:`deg.bouts`), so "human performance" is
@@ -20,7 +20,7 @@ of one table. Columns shared by all of them:
 | `profile`, `dataset`, `preset`, `split` | the run (`preset` is `human` and `split` is `all` in `humans/` tables) |
 | `subset` | videos evaluated: `test`; `val` for Figure 6 subsample runs, which have no test set; `all` for `humans/` |
 | `video` | a video name; `all` = every evaluated video pooled (frames concatenated); `mean` = mean over videos |
-| `source` | who produced the ethogram: `model` (sequence model), `feature_extractor`, `shuffle` (chance), or an annotator's name |
+| `source` | who produced the ethogram: `model` (sequence model), `feature_extractor` (both streams fused), `flow_stream` / `spatial_stream` (one stream's own logits, when the run wrote them), `shuffle` (chance), or an annotator's name |
 
 **`metrics.csv`** (frame-level performance of `source` against `truth`)
 
@@ -69,7 +69,13 @@ import pandas as pd
 from deg import bouts, cli, io, metrics
 from deg.presets import HPARAMS, PROFILES
 
-SOURCES = ("model", "feature_extractor", "shuffle")
+# predictions/<video>.npz: (probabilities, postprocessed predictions) arrays of each model source.
+# The two streams' own ethograms say what each stream sees (the flow stream on motion-only
+# behaviours); runs whose features predate them lack those arrays, which are optional.
+PREDICTION_ARRAYS = {"model": ("probs", "preds"), "feature_extractor": ("fe_probs", "fe_preds"),
+                     "flow_stream": ("flow_probs", "flow_preds"), "spatial_stream": ("spatial_probs", "spatial_preds")}
+OPTIONAL_SOURCES = ("flow_stream", "spatial_stream")
+SOURCES = (*PREDICTION_ARRAYS, "shuffle")
 METRIC_COLUMNS = ["profile", "dataset", "preset", "split", "subset", "video", "source", "truth", "behaviour",
                   "metric", "value", "n_true", "n_pred", "n_frames", "n_averaged", "status", "n_repeats",
                   "n_videos"]
@@ -80,7 +86,6 @@ TRANSITION_COLUMNS = ["profile", "dataset", "preset", "split", "subset", "video"
 TRAIN_FRAME_COLUMNS = ["profile", "dataset", "preset", "split", "behaviour", "metric", "value", "n_frames",
                        "n_videos"]
 AGREEMENT_COLUMNS = METRIC_COLUMNS + ["other", "stratum"]
-_NPZ_KEYS = {"probs": "model", "preds": "model", "fe_probs": "feature_extractor", "fe_preds": "feature_extractor"}
 
 
 class EvaluationError(ValueError):
@@ -110,10 +115,11 @@ def read_predictions(run_dir: Path, video: str, shape: tuple[int, int]) -> dict[
             arrays = {key: npz[key] for key in npz.files}
     except (OSError, ValueError) as exc:
         raise EvaluationError(f"{path}: not a readable npz file ({exc})") from exc
-    missing = [k for k in _NPZ_KEYS if k not in arrays]
+    required = [k for source, keys in PREDICTION_ARRAYS.items() if source not in OPTIONAL_SOURCES for k in keys]
+    missing = [k for k in required if k not in arrays]
     if missing:
         raise EvaluationError(f"{path}: lacks array(s) {missing} (has {sorted(arrays)})")
-    for key in _NPZ_KEYS:
+    for key in [k for keys in PREDICTION_ARRAYS.values() for k in keys if k in arrays]:
         if arrays[key].shape != shape:
             raise EvaluationError(f"{path}: {key!r} has shape {arrays[key].shape}, labels are {shape}")
         if key.endswith("preds") and arrays[key].size and not np.isin(arrays[key], (0, 1)).all():
@@ -296,7 +302,9 @@ def evaluate_run(run_dir: str | Path, dataset, profile_name: str, preset: str, s
     preds = {v: read_predictions(run_dir, v, truth[v].shape) for v in videos}
 
     metric_frames: list[pd.DataFrame] = []
-    for source, p_key, s_key in (("model", "preds", "probs"), ("feature_extractor", "fe_preds", "fe_probs")):
+    for source, (s_key, p_key) in PREDICTION_ARRAYS.items():
+        if not all(p_key in preds[v] for v in videos):
+            continue                     # an optional source this run did not write
         pairs = {v: (truth[v], preds[v][p_key], preds[v][s_key]) for v in videos}
         metric_frames += _per_video_and_pooled(pairs, behaviours, source=source, truth=truth_name, **tags)
     shuffle = metrics.shuffle_table([truth[v] for v in videos], [preds[v]["preds"] for v in videos],

@@ -169,6 +169,40 @@ def test_evaluate_run_end_to_end(run):
         (preds[agree] == truth[agree]).mean())
 
 
+def test_stream_predictions_are_sources_of_their_own(run):
+    """A run whose features held each stream's logits is scored per stream too (what the flow
+    stream alone makes of motion-only behaviours); the figures never take a stream for an annotator."""
+    from deg.figs.performance import human_runs
+    from deg.figs.pose import split_values
+
+    ds, run_dir = run
+    rng = np.random.default_rng(5)
+    for video in ds.videos:
+        path = run_dir / "predictions" / f"{video}.npz"
+        with np.load(path) as z:
+            arrays = dict(z)
+        truth = ds.labels(video)
+        flow = np.clip(0.7 * truth + 0.4 * rng.random(truth.shape), 0, 1).astype(np.float32)
+        spatial = rng.random(truth.shape).astype(np.float32)       # carries nothing
+        thr, min_len = np.full(3, 0.5), np.array([1, 3, 3])
+        io.write_npz(path, **arrays, flow_probs=flow, flow_preds=postprocess(flow, thr, min_len),
+                     spatial_probs=spatial, spatial_preds=postprocess(spatial, thr, min_len))
+    m = evaluate.evaluate_run(run_dir, ds, "tiny", "DEG_f", "split0", shuffle_repeats=10, seed=0)["metrics"]
+    assert set(m.source) == {"model", "feature_extractor", "flow_stream", "spatial_stream", "shuffle", "h2"}
+    test = SPLIT["test"]
+    truth = np.concatenate([ds.labels(v) for v in test])
+    flow_preds = np.concatenate([np.load(run_dir / "predictions" / f"{v}.npz")["flow_preds"] for v in test])
+    assert _one(m, source="flow_stream", video="all", behaviour="walk", metric="f1") == pytest.approx(
+        f1_score(truth[:, 1], flow_preds[:, 1]))
+    assert (_one(m, source="flow_stream", video="all", behaviour="macro_nobg", metric="f1")
+            > _one(m, source="spatial_stream", video="all", behaviour="macro_nobg", metric="f1") + 0.2)
+    only_h2 = m[m.source != "flow_stream"][lambda t: t.source != "spatial_stream"]
+    pd.testing.assert_frame_equal(human_runs(m), human_runs(only_h2))
+    kinds = split_values(m)
+    assert set(kinds.kind) == {"model", "chance", "human"}
+    assert kinds[kinds.kind == "human"].shape[0] == len(kinds[kinds.kind == "model"])   # h2 only, not the streams
+
+
 def test_subsample_run_without_test_set_evaluates_validation_videos(tmp_path):
     ds = make_dataset(tmp_path / "data" / "tiny_eval", n_annotators=1)
     run_dir = tmp_path / "run"

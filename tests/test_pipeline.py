@@ -84,7 +84,7 @@ def test_whole_tiny_run_writes_every_output(tiny_run, workspace):
         assert np.isfinite(log["train_loss"]).all()
 
     thresholds = json.loads((run_dir / "thresholds.json").read_text())
-    for key in ("sequence", "feature_extractor", "min_bout"):
+    for key in ("sequence", "feature_extractor", "flow_stream", "spatial_stream", "min_bout"):
         assert len(thresholds[key]) == K
     assert all(m >= 1 for m in thresholds["min_bout"])
 
@@ -94,6 +94,9 @@ def test_whole_tiny_run_writes_every_output(tiny_run, workspace):
         with np.load(run_dir / "features" / f"{video}.npz") as z:
             assert z["spatial"].shape == (T, 512) and z["flow"].shape == (T, 512)
             assert z["fe_logits"].shape == (T, K) and np.isfinite(z["spatial"]).all()
+            # the fused logits are the mean of the two streams' own (late average fusion)
+            assert z["flow_logits"].shape == z["spatial_logits"].shape == (T, K)
+            np.testing.assert_allclose(z["fe_logits"], (z["flow_logits"] + z["spatial_logits"]) / 2, atol=1e-5)
         with np.load(run_dir / "predictions" / f"{video}.npz") as z:
             probs, preds = z["probs"], z["preds"]
             assert probs.shape == labels.shape and probs.dtype == np.float32
@@ -103,6 +106,8 @@ def test_whole_tiny_run_writes_every_output(tiny_run, workspace):
             # background = no other behaviour
             assert (preds[:, 0] == (preds[:, 1:].sum(axis=1) == 0)).all()
             assert z["fe_probs"].shape == labels.shape and z["fe_preds"].shape == labels.shape
+            for stream in ("flow", "spatial"):
+                assert z[f"{stream}_probs"].shape == labels.shape and set(np.unique(z[f"{stream}_preds"])) <= {0, 1}
 
     with np.load(run_dir / "flow_example.npz") as z:
         H, W = get_profile("tiny").image_size

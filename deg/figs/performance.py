@@ -27,12 +27,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from deg import io, metrics
+from deg import evaluate, io, metrics
 
 MAIN_PRESET = "DEG_m"        # Figure 3C-P: DeepEthogram-medium
 SUBSAMPLE_PRESET = "DEG_f"   # Figure 6: DeepEthogram-fast
 PRESET_ORDER = ("DEG_f", "DEG_m", "DEG_s")
-MODEL_SOURCES = ("model", "feature_extractor", "shuffle")
+MODEL_SOURCES = evaluate.SOURCES        # every other source of a run's metrics is an annotator
 NO_TEST = "n=1 split: no test"
 SPLIT_RE = re.compile(r"^split(\d+)$")
 SUBSAMPLE_RE = re.compile(r"^sub(\d+)_d(\d+)$")

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from deg import evaluate
 from deg.figs.bouts import FigureDataError
 
 POSE_METHODS = ("pose_mlp", "pose_unsup", "contrastive_pose", "rf_features", "rf_coords")
@@ -70,10 +71,11 @@ def split_values(metrics: pd.DataFrame, behaviour: str | None = None) -> pd.Data
     frames = []
     for metric, macro in SUMMARY_METRICS.items():
         part = m[(m.metric == metric) & (m.behaviour == (behaviour or macro))]
+        # the model's other sources (feature extractor, streams) are left out; the rest are annotators
         kind = np.where(part.source == "model", "model", np.where(part.source == "shuffle", "chance",
-                        np.where(part.source == "feature_extractor", "feature_extractor", "human")))
+                        np.where(part.source.isin(evaluate.SOURCES), "other_model", "human")))
         part = part.assign(kind=kind, method=part.preset)
-        part = part[part.kind != "feature_extractor"]
+        part = part[part.kind != "other_model"]
         frames.append(part.groupby(["dataset", "method", "split", "kind", "metric", "behaviour"], as_index=False)
                       ["value"].mean())
     return pd.concat(frames, ignore_index=True)

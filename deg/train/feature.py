@@ -24,6 +24,9 @@ from deg.train.common import (RunContext, classification_loss, load_initial_weig
 from deg.train.loop import FitResult, LoopConfig, WeightPenalty, fit, load_best_weights
 
 STAGE = "feature"
+# Arrays of a feature file <- outputs of the two-stream model (deg.models.feature.TwoStream)
+FEATURE_ARRAYS = {"spatial": "spatial_features", "flow": "flow_features", "fe_logits": "logits",
+                  "spatial_logits": "spatial_logits", "flow_logits": "flow_logits"}
 PART = "feature_extractor"       # name of a pretrained checkpoint (deg.train.common.pretrained_file)
 
 
@@ -107,7 +110,9 @@ def load(ctx: RunContext, stage_dir: Path) -> torch.nn.Module:
 
 @torch.inference_mode()
 def extract(ctx: RunContext, out_dir: Path, flow_model, model, batch: int, videos=None) -> list[str]:
-    """Write ``out_dir/<video>.npz`` (spatial (T, 512), flow (T, 512), fe_logits (T, K)) per video.
+    """Write ``out_dir/<video>.npz`` per video: spatial (T, 512), flow (T, 512), fe_logits (T, K) (the
+    fused logits) and each stream's own logits, spatial_logits and flow_logits (T, K), which the
+    evaluation scores as sources of their own (what each stream sees, e.g. motion-only behaviours).
 
     Videos whose file exists are skipped (files are written atomically, so an existing one is
     complete): a killed extraction resumes at the next video. ``videos``: a subset of the run's
@@ -122,15 +127,14 @@ def extract(ctx: RunContext, out_dir: Path, flow_model, model, batch: int, video
     with tqdm(total=total, desc="features", disable=not ctx.progress, leave=False, dynamic_ncols=True) as bar:
         for video in todo:
             T = len(ctx.frames[video])
-            parts: dict[str, list[np.ndarray]] = {"spatial": [], "flow": [], "fe_logits": []}
+            parts: dict[str, list[np.ndarray]] = {k: [] for k in FEATURE_ARRAYS}
             for start in range(0, T, batch):
                 centers = np.arange(start, min(start + batch, T))
                 _, clip = ctx.clip_batch([video] * len(centers), centers, n)
                 with ctx.precision.autocast():
                     out = _forward(ctx, flow_model, model, clip)
-                parts["spatial"].append(out["spatial_features"].float().cpu().numpy())
-                parts["flow"].append(out["flow_features"].float().cpu().numpy())
-                parts["fe_logits"].append(out["logits"].float().cpu().numpy())
+                for name, output in FEATURE_ARRAYS.items():
+                    parts[name].append(out[output].float().cpu().numpy())
                 bar.update(len(centers))
             arrays = {k: np.concatenate(v).astype(np.float32) for k, v in parts.items()}
             io.write_npz(out_dir / f"{video}.npz", **arrays)

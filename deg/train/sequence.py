@@ -24,6 +24,9 @@ CHUNK = 32768
 MARGIN = 256
 
 
+# Logit arrays of a feature file (deg.train.feature.FEATURE_ARRAYS): fused, then each stream's
+STREAM_LOGITS = ("fe_logits", "spatial_logits", "flow_logits")
+
 # TGM constructor argument -> HPARAMS["tgm_<name>"]
 TGM_ARGS = {"length": "filter_length", "n_filters": "n_filters", "c_in": "c_in", "c_out": "c_out",
             "n_layers": "n_layers", "hidden": "hidden", "input_dropout": "input_dropout",
@@ -32,7 +35,8 @@ TGM_ARGS = {"length": "filter_length", "n_filters": "n_filters", "c_in": "c_in",
 
 
 def load_features(feature_dir: Path, videos) -> dict[str, dict[str, np.ndarray]]:
-    """{video: {"x": float32 (T, 1024) = [spatial | flow], "fe_logits": (T, K)}}."""
+    """{video: {"x": float32 (T, 1024) = [spatial | flow], "fe_logits": (T, K)}}, plus each stream's
+    own logits ``spatial_logits`` / ``flow_logits`` (T, K) when the file has them."""
     out = {}
     for video in videos:
         path = feature_dir / f"{video}.npz"
@@ -41,7 +45,7 @@ def load_features(feature_dir: Path, videos) -> dict[str, dict[str, np.ndarray]]
             if missing:
                 raise ValueError(f"{path}: feature file lacks {sorted(missing)}")
             x = np.concatenate([z["spatial"], z["flow"]], axis=1).astype(np.float32)
-            out[video] = {"x": x, "fe_logits": z["fe_logits"].astype(np.float32)}
+            out[video] = {"x": x, **{k: z[k].astype(np.float32) for k in STREAM_LOGITS if k in z.files}}
     return out
 
 
