@@ -31,12 +31,11 @@ def _labels(ds: Dataset, annotator: str = "truth") -> dict[str, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- layout, speed
-def test_tiny_generation_layout_and_time(tmp_path):
+def test_tiny_generation_layout(tmp_path):
     t0 = time.perf_counter()
     ds = S.generate("synthetic_tiny", root=tmp_path / "tiny", progress=False)
-    elapsed = time.perf_counter() - t0
-    print(f"\nsynthetic_tiny generated in {elapsed:.2f} s")
-    assert elapsed < 2.0
+    # a speed figure, not a target (targets belong in make bench; make test shares its cores)
+    print(f"\nsynthetic_tiny generated in {time.perf_counter() - t0:.2f} s")
     spec = S.VARIANTS["synthetic_tiny"]
     again = Dataset.load(tmp_path / "tiny")
     assert again == ds
