@@ -20,7 +20,8 @@ import pandas as pd  # noqa: E402
 from deg import io, paths  # noqa: E402
 
 PRESET_COLORS = {"DEG_f": "#4C72B0", "DEG_m": "#DD8452", "DEG_s": "#55A868"}
-SOURCE_COLORS = {"model": "#4C72B0", "shuffle": "#9E9E9E", "human": "#C44E52", "feature_extractor": "#8172B3"}
+SOURCE_COLORS = {"model": "#4C72B0", "shuffle": "#9E9E9E", "human": "#C44E52", "feature_extractor": "#8172B3",
+                 "flow_stream": "#55A868", "spatial_stream": "#DD8452"}
 SYNTHETIC_TAG = "(synthetic data)"
 MANIFEST = "manifest.json"
 PARTIAL = ".manifest.partial.json"

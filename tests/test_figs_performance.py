@@ -250,6 +250,26 @@ def test_fe_vs_model_pairs_and_bonferroni():
     assert tests.loc["walk", "mean_model"] > tests.loc["walk", "mean_feature_extractor"]
 
 
+def test_stage_table_averages_each_stage_over_splits_in_pipeline_order():
+    rows = []
+    for k, split in enumerate(["split0", "split1", "split2"]):
+        for source, base in (("model", 0.6), ("shuffle", 0.2), ("flow_stream", 0.3), ("feature_extractor", 0.5),
+                             ("spatial_stream", 0.4), ("h2", 0.9)):
+            for behaviour in ("walk", "macro_nobg", "background", "macro"):
+                rows.append(_metric_rows("ds", "DEG_f", split, source, behaviour, "f1", base + 0.1 * k))
+        rows.append(_metric_rows("ds", "DEG_f", "sub1_d0", "model", "walk", "f1", 0.0))     # a subsample run: left out
+        rows.append(_metric_rows("ds", "DEG_m", split, "model", "walk", "f1", 0.0))         # another preset: left out
+    table = perf.stage_table(pd.DataFrame(rows), "f1")
+    walk = table[table.behaviour == "walk"]
+    assert list(walk.source) == ["flow_stream", "spatial_stream", "feature_extractor", "model", "shuffle"]
+    assert set(table.behaviour) == {"walk", "macro_nobg"} and walk.n.eq(3).all()
+    model = walk.set_index("source").loc["model"]
+    assert model["mean"] == pytest.approx(0.7) and model["sem"] == pytest.approx(perf.sem([0.6, 0.7, 0.8]))
+    # runs from before the per-stream sources: only the sources they have
+    old = perf.stage_table(pd.DataFrame([r for r in rows if not r["source"].endswith("_stream")]), "f1")
+    assert set(old.source) == {"feature_extractor", "model", "shuffle"}
+
+
 # --------------------------------------------------------------------------------------
 # Ethogram examples and location (a tiny dataset in tmp_path)
 # --------------------------------------------------------------------------------------

@@ -584,6 +584,28 @@ def fe_vs_model(metrics_table: pd.DataFrame, metric: str, preset: str = SUBSAMPL
     return wide[cols]
 
 
+# What each stage of DEG adds, in pipeline order: each stream alone, both fused, the sequence model
+STAGE_SOURCES = ("flow_stream", "spatial_stream", "feature_extractor", "model")
+
+
+def stage_table(metrics_table: pd.DataFrame, metric: str, preset: str = SUBSAMPLE_PRESET) -> pd.DataFrame:
+    """Per (dataset, behaviour, source) the mean, SEM and n over the split runs of ``preset`` of the
+    test-set ``metric`` of each stage (:data:`STAGE_SOURCES`) and of chance (``shuffle``), background
+    left out, ``macro_nobg`` included. Runs whose features predate the per-stream sources have no
+    stream rows; the table then holds only the sources they have."""
+    cols = ["dataset", "behaviour", "source", "n", "mean", "sem", "values"]
+    if metrics_table.empty:
+        return pd.DataFrame(columns=cols)
+    sel = metrics_table[metrics_table["source"].isin([*STAGE_SOURCES, "shuffle"]) & (metrics_table["video"] == "all")
+                        & (metrics_table["metric"] == metric) & (metrics_table["preset"] == preset)
+                        & metrics_table["split"].map(lambda s: split_kind(str(s)) == "split")
+                        & ~metrics_table["behaviour"].isin(["background", "macro"])]
+    out = summarise(sel, ["dataset", "behaviour", "source"])
+    order = {name: i for i, name in enumerate([*STAGE_SOURCES, "shuffle"])}
+    return out.sort_values(["dataset", "source"], key=lambda c: c.map(order) if c.name == "source" else c,
+                           kind="stable").reset_index(drop=True)[cols]
+
+
 def fe_vs_model_tests(points: pd.DataFrame) -> pd.DataFrame:
     """Paired t-test feature extractor vs sequence model per (dataset, behaviour), subjects =
     subsample runs, Bonferroni-corrected across the tested behaviours (paper, Figure 6F-G)."""
