@@ -174,6 +174,27 @@ def _scheduled_runs(output: str) -> set[str]:
     return {wc for rule, wc in _blocks(output) if rule == "run"}
 
 
+def test_every_figure_6_run_waits_for_the_run_whose_flow_generator_it_reuses(isolated):
+    """A subsample run (scratch or from self-supervised weights) reads the flow stage of its parent
+    split's run, under that run's lock: without the dependency the two ran at once in a demo
+    make figures and the subsample run failed with RunBusyError."""
+    from deg.data import synthetic
+
+    synthetic.generate("synthetic_tiny", progress=False)
+    jobs = re.split(r"\n(?=localrule |rule )", _dry_run(isolated, "profile=tiny", "datasets=synthetic_tiny"))
+    checked = set()
+    for block in jobs:
+        head = re.match(r"(?:local)?rule (run|selfsup_run):", block)
+        split = re.search(r"split=(sub\d+_d\d+)", block)
+        if head and split:
+            folder = "selfsup/DEG_f" if head.group(1) == "selfsup_run" else "DEG_f"
+            inputs = re.search(r"input: (.*)", block).group(1).split(", ")
+            assert any(i.endswith(f"synthetic_tiny/{folder}/split0/metrics.csv") for i in inputs), block
+            checked.add((head.group(1), split.group(1)))
+    # tiny: both sizes from scratch, the first from self-supervised weights (deg.workflow.selfsup_plan)
+    assert checked == {("run", "sub1_d0"), ("run", "sub2_d0"), ("selfsup_run", "sub1_d0")}
+
+
 def test_a_change_recomputes_exactly_the_affected_jobs(isolated):
     """Every computing rule has a key file input: settings + code of what it runs. In a copy of the
     package: a TinyMotionNet3D-only hyperparameter re-runs exactly the DEG_s run; a figure module

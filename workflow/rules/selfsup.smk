@@ -1,6 +1,7 @@
 # Self-supervised pretraining (Selfee, deg.train.selfsup), the Selfee method rows (deg.selfee) and DEG runs
 # started from self-supervised weights. Included by workflow/Snakefile; the "selfsup" figure reads their outputs
 # (deg.workflow.selfsup_outputs). Pretraining is once per (profile, dataset, kind) and shared by every split.
+from deg.train.keys import flow_parent
 from deg.workflow import init_kinds, selfsup_plan
 
 SELFSUP = selfsup_plan(PLAN)
@@ -55,10 +56,20 @@ def _init_kinds(wildcards):
     return [f"{RES}/{wildcards.ds}/selfsup/{kind}/DONE" for kind in init_kinds(wildcards.preset).values()]
 
 
+def _flow_parent_run(wildcards):
+    """A Figure 6 run from self-supervised weights reuses the flow generator of its parent split's
+    run (deg.train.keys.flow_parent), as the scratch runs do (rule run): that run first, or the two
+    collide on its lock. ancient: the parent's key, not its time, decides a recomputation."""
+    parent = flow_parent(wildcards.split)
+    return [] if parent == wildcards.split else [
+        ancient(f"{RES}/{wildcards.ds}/selfsup/{wildcards.preset}/{parent}/metrics.csv")]
+
+
 rule selfsup_run:
     input:
         f"{DATA}/{{ds}}/COMPLETE",
         _init_kinds,
+        _flow_parent_run,
     output:
         f"{RES}/{{ds}}/selfsup/{{preset}}/{{split}}/metrics.csv",
     resources:
