@@ -7,9 +7,10 @@ when learning breaks (e.g. a stage that silently stops updating), not on seed no
 """
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from deg import evaluate, pipeline
+from deg import evaluate, io, pipeline
 from deg.data import synthetic
 from deg.presets import get_profile
 
@@ -29,15 +30,20 @@ def demo_metrics(tmp_path_factory):
                                        get_profile("demo").shuffle_repeats, seed=0)
     m = tables["metrics"]
     pooled = m[(m.video == "all") & (m.subset == "test")]
-    return {(r.source, r.behaviour, r.metric): r.value for r in pooled.itertuples()}
+    values = {(r.source, r.behaviour, r.metric): r.value for r in pooled.itertuples()}
+    # F1 of predicting "always present" per behaviour (2p / (1 + p), p = the test frames' prevalence)
+    split = io.read_json(run_dir / "split.json")
+    prevalence = np.concatenate([ds.labels(v) for v in split["test"]]).mean(axis=0)
+    values.update({("always", b, "f1"): 2 * p / (1 + p) for b, p in zip(ds.behaviours, prevalence)})
+    return values
 
 
 def test_demo_deg_f_beats_chance_on_its_test_videos(demo_metrics):
     model_f1 = demo_metrics[("model", "macro_nobg", "f1")]
     chance_f1 = demo_metrics[("shuffle", "macro_nobg", "f1")]
     print(f"demo DEG_f test macro F1 (no background): model {model_f1:.3f}, shuffle {chance_f1:.3f}")
-    # measured here: 0.304 vs 0.161 (README); on 2026-12-01 0.394 vs 0.219 (2-core AVX2 EPYC; feature
-    # extractor 0.398). Other CPUs round differently, hence the slack. The levels issue 13 asks for
+    # measured here: 0.304 vs 0.161 (README); on 2026-12-01 0.394 vs 0.219 and, later that day in this
+    # test alone, 0.375 vs 0.197 (2-core AVX2 EPYC; feature extractor 0.398). Other CPUs round differently, hence the slack. The levels issue 13 asks for
     # (F1 0.6, sequence model >= feature extractor, flow stream above chance) are not asserted: the
     # demo does not reach them at its budget (README, "Why the demo's stages stay weak").
     assert model_f1 >= chance_f1 + 0.07, (model_f1, chance_f1)
@@ -45,3 +51,19 @@ def test_demo_deg_f_beats_chance_on_its_test_videos(demo_metrics):
     # the feature extractor alone is above chance too (Figure 6F-G compares the two)
     assert demo_metrics[("feature_extractor", "macro_nobg", "f1")] >= chance_f1 + 0.07
 
+
+
+def test_demo_spatial_stream_sees_what_a_still_frame_shows(demo_metrics):
+    """Each stream is scored on its own: the spatial stream alone must tell ``rear`` (a still-frame
+    signature) far above its "always present" level; a spatial stream that stopped learning, or
+    logits written for the wrong stream, sit at that level. The flow stream is at its level on the
+    motion-only behaviours at this budget (README, "Why the demo's stages stay weak"), so no level
+    is asserted for it; its rows exist, and are printed."""
+    # measured 2026-12-01 (2-core AVX2 EPYC): spatial stream rear 0.694 against 0.161 always-present;
+    # flow stream locomote 0.341 = always-present, groom 0.546 against 0.631 (it predicts "always")
+    for stream in ("spatial_stream", "flow_stream"):
+        print(stream, {b: round(demo_metrics[(stream, b, "f1")], 3) for b in ("rear", "locomote", "groom", "macro_nobg")})
+    print("always present", {b: round(demo_metrics[("always", b, "f1")], 3) for b in ("rear", "locomote", "groom")})
+    rear, always = demo_metrics[("spatial_stream", "rear", "f1")], demo_metrics[("always", "rear", "f1")]
+    assert rear >= always + 0.3, (rear, always)
+    assert ("flow_stream", "macro_nobg", "f1") in demo_metrics
