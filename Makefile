@@ -22,8 +22,9 @@ setup:           ## create .venv and install deg (editable) with pinned dependen
 
 test:            ## run the test suite (CPU, tiny profile; fails when no test is collected); TEST_JOBS=1 runs it in one process
 	@# one pytest-xdist worker per core (TEST_JOBS, default auto); a test file stays on one worker, so
-	@# module and session fixtures are built once and the Snakemake end-to-end runs never share a worker's file
-	$(PY) -m pytest -q -n $(or $(TEST_JOBS),auto) --dist loadfile
+	@# module and session fixtures are built once; --no-loadscope-reorder keeps tests/conftest.py's longest-first order
+	@# (xdist's default hands out the files with most tests first, the one-test end-to-end files last)
+	$(PY) -m pytest -q -n $(or $(TEST_JOBS),auto) --dist loadfile --no-loadscope-reorder
 
 soak:            ## long fault injection: a whole tiny run killed in every stage and dataset preparation, SOAK_ROUNDS times (default 5)
 	DEG_SOAK=$(or $(SOAK_ROUNDS),5) $(PY) -m pytest -q tests/reliability/test_runs.py
