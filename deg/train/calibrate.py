@@ -18,8 +18,6 @@ from deg import io
 from deg.train import sequence
 from deg.train.common import RunContext
 
-# Evaluation source -> its logits in the feature files (deg.train.feature.FEATURE_ARRAYS)
-LOGITS = {"feature_extractor": "fe_logits", "flow_stream": "flow_logits", "spatial_stream": "spatial_logits"}
 # thresholds.json names (the sequence model's entry predates the streams')
 THRESHOLD_NAMES = {"model": "sequence"}
 
@@ -38,7 +36,7 @@ def predict_all(ctx: RunContext, out_dir: Path, run_dir: Path, seq_model, featur
     from deg.postprocess import best_thresholds, min_bout_lengths, postprocess
 
     probs = {"model": {v: sequence.predict(seq_model, features[v]["x"], ctx.device, ctx.precision) for v in ctx.videos}}
-    for source, logits in LOGITS.items():
+    for source, logits in sequence.LOGITS.items():
         if all(logits in features[v] for v in ctx.videos):
             probs[source] = {v: expit(features[v][logits]).astype(np.float32) for v in ctx.videos}
     val = ctx.split.val

@@ -24,8 +24,9 @@ CHUNK = 32768
 MARGIN = 256
 
 
-# Logit arrays of a feature file (deg.train.feature.FEATURE_ARRAYS): fused, then each stream's
-STREAM_LOGITS = ("fe_logits", "spatial_logits", "flow_logits")
+# Evaluation source -> its logit array in a feature file (deg.train.feature.FEATURE_ARRAYS): the
+# fused feature extractor, then each stream's own (calibration thresholds each of them)
+LOGITS = {"feature_extractor": "fe_logits", "flow_stream": "flow_logits", "spatial_stream": "spatial_logits"}
 
 # TGM constructor argument -> HPARAMS["tgm_<name>"]
 TGM_ARGS = {"length": "filter_length", "n_filters": "n_filters", "c_in": "c_in", "c_out": "c_out",
@@ -45,7 +46,7 @@ def load_features(feature_dir: Path, videos) -> dict[str, dict[str, np.ndarray]]
             if missing:
                 raise ValueError(f"{path}: feature file lacks {sorted(missing)}")
             x = np.concatenate([z["spatial"], z["flow"]], axis=1).astype(np.float32)
-            out[video] = {"x": x, **{k: z[k].astype(np.float32) for k in STREAM_LOGITS if k in z.files}}
+            out[video] = {"x": x, **{k: z[k].astype(np.float32) for k in LOGITS.values() if k in z.files}}
     return out
 
 
