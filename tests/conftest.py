@@ -25,7 +25,6 @@ def isolated(tmp_path, monkeypatch):
     return tmp_path
 
 
-
 # The longest test files, longest first (seconds measured in one process on the 2-core AVX2 EPYC,
 # 2026-12-01). `make test` hands whole files to its pytest-xdist workers in collection order, so
 # these go first: a four-minute file handed out last keeps one core busy after the other is done.
