@@ -119,6 +119,32 @@ def test_int8_agrees_within_its_tolerance(models, cache, tmp_path):
 
 
 @needs_ort
+def test_int8_quantises_every_conv_even_with_equal_biases(models, tmp_path):
+    """Freshly initialised models have equal conv biases, which the exporter stores once behind
+    Identity nodes; without unsharing them the quantiser left those convs in float32 (slower
+    than no quantisation at all)."""
+    import onnx
+
+    clips = models[2]
+    flow_model, feature_model = StandInFlow().eval(), StandInTwoStream().eval()
+    convs = [m for m in (*flow_model.modules(), *feature_model.modules()) if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        for m in convs:
+            m.bias.fill_(0.25)                               # all four biases equal
+    q = backends.build("onnxruntime-int8", flow_model, feature_model, clips.shape[1:], tmp_path,
+                       calibration=clips[:CHECK].numpy())
+    float_graph = onnx.load(next(p for p in tmp_path.rglob("model.onnx") if p != Path(q.info["model"]))).graph
+    inits = {t.name for t in float_graph.initializer}
+    assert not [n for n in float_graph.node if n.op_type == "Identity" and n.input[0] in inits]
+    graph = onnx.load(q.info["model"]).graph
+    made_by = {o: n.op_type for n in graph.node for o in n.output}
+    conv_nodes = [n for n in graph.node if n.op_type == "Conv"]
+    assert len(conv_nodes) == len(convs)
+    for n in conv_nodes:                                     # data, weight and bias all quantised
+        assert [made_by.get(i) for i in n.input] == ["DequantizeLinear"] * 3, n.name
+
+
+@needs_ort
 def test_select_keeps_only_agreeing_backends(models, cache, caplog):
     flow_model, feature_model, clips, probs = models
     chosen, report = backends.select(flow_model, feature_model, clips.shape[1:], cache, clips[:CHECK], probs,
