@@ -47,13 +47,18 @@ WORKER = Path(__file__).with_name("bench_published_worker.py")
 def make_venv(venv: Path) -> Path:
     """The published package's interpreter (creating the venv the first time)."""
     python = venv / "bin" / "python"
-    if python.exists() and (venv / ".deg-ready").exists():
-        return python
-    subprocess.run(["python3.11", "-m", "venv", str(venv)], check=True)
+    ready = python.exists() and (venv / ".deg-ready").exists()
+    if not ready:
+        subprocess.run(["python3.11", "-m", "venv", str(venv)], check=True)
     site = Path(subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                         text=True).strip())
-    # this project's torch / torchvision / numpy / h5py / yaml, after the venv's own packages
-    io.write_text(site / "deg-project-site.pth", sysconfig.get_paths()["purelib"] + "\n")
+    # this project's torch / torchvision / numpy / h5py / yaml, after the venv's own packages;
+    # written every time, so a bench venv made from another checkout's venv follows this one
+    pth, project_site = site / "deg-project-site.pth", sysconfig.get_paths()["purelib"] + "\n"
+    if not pth.is_file() or pth.read_text() != project_site:
+        io.write_text(pth, project_site)
+    if ready:
+        return python
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", PUBLISHED, *EXTRA], check=True)
     io.write_text(venv / ".deg-ready", PUBLISHED + "\n")
     return python

@@ -3,6 +3,10 @@ installs the published package into its own venv, so it is not part of make test
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
 
 from deg import bench_published
 
@@ -25,3 +29,19 @@ def test_worker_imports_only_numpy_torch_and_the_published_package():
     names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert names <= {"__future__", "json", "sys", "time", "numpy", "torch", "deepethogram"}
     assert "deepethogram" in names and "deg" not in names
+
+
+def test_a_ready_bench_venv_follows_this_checkouts_packages(tmp_path):
+    """A bench venv made from another checkout (its .pth naming a venv since deleted) is pointed
+    at this one's site-packages again, and imports this project's numpy through it."""
+    venv = tmp_path / "published-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                   text=True).strip()
+    (Path(site) / "deg-project-site.pth").write_text(str(tmp_path / "gone" / "site-packages") + "\n")
+    (venv / ".deg-ready").write_text(bench_published.PUBLISHED + "\n")
+    assert subprocess.run([str(python), "-c", "import numpy"], capture_output=True).returncode != 0
+    assert bench_published.make_venv(venv) == python
+    assert (Path(site) / "deg-project-site.pth").read_text() == sysconfig.get_paths()["purelib"] + "\n"
+    subprocess.run([str(python), "-c", "import numpy"], check=True)
