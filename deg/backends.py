@@ -9,7 +9,9 @@ is cheap. This module runs that feature path with one of:
 * ``onnxruntime``: the same path exported to ONNX (float32) and run by ONNX Runtime.
 * ``onnxruntime-int8``: the float32 ONNX model quantised by ONNX Runtime's static post-training
   quantisation (QDQ format, per-channel int8 weights, uint8 activations), calibrated on clips of
-  the video being predicted (so its activation ranges are this run's and this video's).
+  the video being predicted (so its activation ranges are this run's and this video's); the
+  flow generator and the flow stream (about 90% of the work) in int8, the spatial stream in
+  float32 (:data:`KEEP_FLOAT`: it is where int8 lost agreement).
 
 A backend maps a standardised clip batch ``(N, 3, T, H, W)`` float32 to features ``(N, 2D)``
 float32 (spatial features then flow features, as :class:`deg.infer.Predictor` feeds the TGM).
@@ -43,7 +45,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from deg import io, provenance
+from deg import io
 
 log = logging.getLogger("deg.backends")
 
@@ -58,6 +60,11 @@ EXPORT_REVISION = 2         # bump when export_onnx changes what it writes (2: i
 TOLERANCE = {"onnxruntime": 1e-4, "onnxruntime-int8": 0.05}
 EXPORT_CHECK = 1e-3         # float32 export: max |features - eager| relative to max |features|
 CALIBRATION_CLIPS = 32     # clips of the video that calibrate int8 activation ranges
+# Module scopes of FeaturePath that int8 leaves in float32: the spatial stream (one RGB frame
+# through a ResNet, 5-15% of the path's work). A trained demo DEG_f fully quantised gave max |dp|
+# 0.052 and 4.4% of frames flipped, from the spatial features (up to 17% off); with the spatial
+# stream in float32, 0.0013 and none flipped, at 3-8% less speed (README, "Speed").
+KEEP_FLOAT = ("feature_model/spatial",)
 
 
 class BackendError(RuntimeError):
@@ -98,17 +105,6 @@ def available(name: str) -> bool:
     if name.startswith("onnxruntime"):
         return all(importlib.util.find_spec(p) is not None for p in ("onnx", "onnxruntime"))
     raise ValueError(f"unknown backend {name!r}; choose from {', '.join(CHOICES)}")
-
-
-INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")   # int8 dot-product instructions
-
-
-def auto_candidates(flags: set[str] | None = None) -> tuple[str, ...]:
-    """What ``auto`` tries: eager and ONNX Runtime float32, and int8 only on CPUs with int8 dot
-    products (VNNI / AMX). Measured on a 2-core AVX2-only AMD EPYC, static int8 ran at 0.8-0.9x of
-    ONNX Runtime float32 (README, "Speed") and quantising costs a minute or more per video."""
-    flags = provenance.cpu_flags() if flags is None else flags
-    return ("eager", "onnxruntime") + (("onnxruntime-int8",) if any(f in flags for f in INT8_FLAGS) else ())
 
 
 def versions() -> dict[str, str]:
@@ -217,21 +213,27 @@ class _ClipReader:
         return next(self._batches, None)
 
 
-def quantize_int8(float_model: Path, calibration: np.ndarray, dest: Path) -> Path:
+def quantize_int8(float_model: Path, calibration: np.ndarray, dest: Path,
+                  keep_float: Sequence[str] = KEEP_FLOAT) -> Path:
     """Static QDQ int8 quantisation of ``float_model`` calibrated on ``calibration`` clips (atomic).
 
     Per-channel symmetric int8 weights, uint8 activations with min/max ranges from the
-    calibration clips.
+    calibration clips. Nodes under the module scopes ``keep_float`` (ONNX node names start with
+    ``/<scope>/``) stay float32; a scope that matches no node is ignored (a feature model
+    without a ``spatial`` stream is quantised whole).
     """
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with io.atomic_path(dest.with_name(dest.stem + "-pre.onnx")) as pre:
         quant_pre_process(str(float_model), str(pre), skip_symbolic_shape=True)
+        prefixes = tuple(f"/{scope.strip('/')}/" for scope in keep_float)
+        excluded = [n.name for n in onnx.load(str(pre)).graph.node if n.name.startswith(prefixes)]
         with io.atomic_path(dest) as tmp:
             quantize_static(str(pre), str(tmp), _ClipReader(calibration), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax)
+                            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=excluded)
     return dest
 
 
@@ -240,12 +242,15 @@ def model_dir(cache_dir: Path, name: str, flow_model: torch.nn.Module, feature_m
     """(folder of backend ``name``'s cached model, the key that names it) under ``cache_dir``.
 
     The key: a hash of both models' weights, the clip shape (C, T, H, W), the backend, the ONNX
-    opset, the export's revision, the package versions and, for int8, a hash of the calibration clips.
+    opset, the export's revision, the package versions and, for int8, what stays float32 and a hash
+    of the calibration clips.
     """
     key: dict[str, Any] = {"weights": weights_hash(flow_model, feature_model),
                            "clip": [int(s) for s in clip_shape], "opset": OPSET, "export": EXPORT_REVISION,
                            "versions": versions(),
                            "backend": name}
+    if name == "onnxruntime-int8":
+        key["keep_float"] = list(KEEP_FLOAT)
     if calibration is not None:
         key.update(calibration=hashlib.sha256(np.ascontiguousarray(calibration).tobytes()).hexdigest(),
                    calibration_shape=list(calibration.shape))
@@ -351,13 +356,15 @@ def select(flow_model, feature_model, clip_shape, cache_dir: Path, check_clips: 
     """The fastest candidate whose probabilities agree with eager within ``tolerance`` (default
     :data:`TOLERANCE`).
 
-    ``candidates`` default to :func:`auto_candidates`. ``check_clips``: standardised clips
+    ``candidates`` default to every backend (:data:`NAMES`): int8 too, on every CPU (measured on a
+    2-core AVX2-only AMD EPYC without int8 dot-product instructions, it ran at 1.4-1.8x of ONNX
+    Runtime float32; README, "Speed"), its quantisation costing 7-31 s per video (DEG_f / DEG_m). ``check_clips``: standardised clips
     (n, 3, T, H, W) of the video (they also calibrate int8; the first :data:`TIMING_CLIPS` time);
     ``probabilities(features (n, 2D)) -> (n, K)`` runs the sequence model. Returns (backend,
     report rows {"backend", "clips_per_s", "max_abs_diff", "flip_fraction", "ok", "reason"}).
     """
     tolerance = TOLERANCE if tolerance is None else tolerance
-    candidates = auto_candidates() if candidates is None else candidates
+    candidates = NAMES if candidates is None else candidates
     ref = eager(flow_model, feature_model, precision)
     ref_probs = probabilities(ref.features(check_clips))
     report = [{"backend": "eager", "clips_per_s": _rate(ref, check_clips), "max_abs_diff": 0.0,
