@@ -73,6 +73,27 @@ def test_inference_table_against_the_paper(tmp_path):
         tables.inference_table(tables.read_bench(_bench(tmp_path, rows[-1:])))
 
 
+def test_backend_table_keeps_the_fastest_agreeing_backend(tmp_path):
+    def rnd(preset, size, backend, fps, diff, used=None):
+        return {"preset": preset, "height": size, "width": size, "backend": backend, "used": used or backend,
+                "frames_per_s": fps, "max_abs_diff": diff, "flip_fraction": 0.0}
+
+    rounds = [rnd("DEG_f", 256, "eager", 2.0, 0.0), rnd("DEG_f", 256, "onnxruntime", 3.0, 1e-7),
+              rnd("DEG_f", 256, "onnxruntime-int8", 4.0, 0.001),
+              rnd("DEG_m", 256, "eager", 1.0, 0.0), rnd("DEG_m", 256, "onnxruntime", 1.5, 1e-7),
+              rnd("DEG_m", 256, "onnxruntime-int8", 9.0, 0.3),                 # fast but disagrees
+              rnd("DEG_s", 128, "eager", 2.0, 0.0), rnd("DEG_s", 128, "onnxruntime", 5.0, 0.0, used="eager")]
+    bench = tables.read_bench(_bench(tmp_path, [_row("DEG_f", 256, 256, 2.0)], backends=rounds))
+    out = tables.backend_table(bench).set_index("preset")
+    assert out.loc["DEG_f", "best_backend"] == "onnxruntime-int8" and out.loc["DEG_f", "speedup"] == 2.0
+    assert out.loc["DEG_m", "best_backend"] == "onnxruntime" and out.loc["DEG_m", "best_fps"] == 1.5
+    assert out.loc["DEG_s", "best_backend"] == "eager"                # the "faster" run had fallen back to eager
+    assert out.loc["DEG_f", "paper_fps"] == 240.0 and np.isnan(out.loc["DEG_s", "paper_fps"])
+    assert tables.backend_table(tables.read_bench(_bench(tmp_path, [_row("DEG_f", 8, 8, 1.0)]))).empty
+    with pytest.raises(tables.BenchError, match="eager reference"):
+        tables.backend_table({"backends": rounds[1:3]})
+
+
 def test_paper_table1_is_the_papers():
     paper = tables.paper_table1()
     assert len(paper) == 9 * 2 * 3

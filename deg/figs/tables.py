@@ -2,7 +2,8 @@
 
 * Table 1 (paper: "Inference speed", frames/s per dataset resolution and preset on a Titan RTX
   and a GeForce 1080 Ti): :func:`read_bench` reads what ``make bench`` (:mod:`deg.bench`) wrote,
-  :func:`inference_table` lays it out beside the paper's numbers (:data:`PAPER_TABLE1`);
+  :func:`inference_table` lays it out beside the paper's numbers (:data:`PAPER_TABLE1`), and
+  :func:`backend_table` gives the fastest agreeing inference backend of each preset and size;
   :func:`training_table` gives the training throughputs of the same file.
 * Table 2 (paper: "Model summary", parameters of the flow generator, the two feature extractors
   and the sequence model): :func:`param_counts` builds each preset's models and counts their
@@ -151,6 +152,43 @@ def inference_table(bench: dict, paper_gpu: str = "Titan RTX") -> pd.DataFrame:
     order = ["resolution", "height", "width", "device", "precision", *[f"ours_{p}" for p in PRESETS],
              *[f"paper_{p}" for p in PRESETS], "paper_gpu", "paper_datasets"]
     return wide[order].sort_values(["height", "width", "device"]).reset_index(drop=True)
+
+
+def backend_table(bench: dict, paper_gpu: str = "Titan RTX") -> pd.DataFrame:
+    """The fastest feature-path backend per preset and resolution (``make bench``'s backend rounds).
+
+    One row per (preset, height, width) of ``bench["backends"]``: ``eager_fps``, ``best_backend``
+    (the fastest that ran as itself and agrees with eager within :data:`deg.backends.TOLERANCE`;
+    eager when none does), ``best_fps``, ``speedup`` (over eager), ``max_abs_diff`` (its
+    probabilities against eager's), and the paper's frames/s on ``paper_gpu`` at that resolution
+    (``paper_fps``: median over the paper's datasets; NaN when none). Empty when the file has no
+    backend rounds (``make bench`` on a GPU, or an older file).
+    """
+    from deg.backends import TOLERANCE
+
+    columns = ["preset", "resolution", "height", "width", "eager_fps", "best_backend", "best_fps", "speedup",
+               "max_abs_diff", "paper_fps"]
+    rounds = pd.DataFrame(bench.get("backends") or [])
+    if rounds.empty:
+        return pd.DataFrame(columns=columns)
+    paper = paper_table1()
+    paper = paper[paper.gpu == paper_gpu]
+    out = []
+    for (preset, h, w), g in rounds.groupby(["preset", "height", "width"], sort=False):
+        eager = g[g.backend == "eager"]
+        if eager.empty:
+            raise BenchError(f"backend rounds of {preset} {h}x{w} lack the eager reference")
+        ok = g[(g.backend == "eager") | ((g.used == g.backend)
+                                         & (g.max_abs_diff <= g.backend.map(TOLERANCE).fillna(-1.0)))]
+        best = ok.loc[ok.frames_per_s.idxmax()]
+        match = paper[(paper.height == h) & (paper.width == w) & (paper.preset == preset)].frames_per_s
+        out.append({"preset": preset, "resolution": f"{int(h)} x {int(w)}", "height": h, "width": w,
+                    "eager_fps": float(eager.frames_per_s.iloc[0]), "best_backend": best.backend,
+                    "best_fps": float(best.frames_per_s),
+                    "speedup": float(best.frames_per_s / eager.frames_per_s.iloc[0]),
+                    "max_abs_diff": float(best.max_abs_diff),
+                    "paper_fps": float(match.median()) if len(match) else np.nan})
+    return pd.DataFrame(out, columns=columns)
 
 
 def training_table(bench: dict) -> pd.DataFrame:
