@@ -64,7 +64,8 @@ CALIBRATION_CLIPS = 32     # clips of the video that calibrate int8 activation r
 # Module scopes of FeaturePath that int8 leaves in float32: the spatial stream (one RGB frame
 # through a ResNet, 5-15% of the path's work). A trained demo DEG_f fully quantised gave max |dp|
 # 0.052 and 4.4% of frames flipped, from the spatial features (up to 17% off); with the spatial
-# stream in float32, 0.0013 and none flipped, at 3-8% less speed (README, "Speed").
+# stream in float32, 0.0012 and none flipped, for 3-8% of int8's speed on pre-made clips and
+# 5-18% from the mp4 (README, "Speed").
 KEEP_FLOAT = ("feature_model/spatial",)
 
 
