@@ -1,9 +1,20 @@
 """Shared fixtures: isolated data/results/figures folders and the real public data in ../shared."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from deg import paths
+
+# `make test` runs one pytest-xdist worker per core: each worker (and what it starts without
+# setting its own thread count: notebook kernels, command-line runs) computes on one thread, so
+# two workers do not put four OpenMP threads on two cores, which wait on each other at every op
+# (deg.bench's docstring measures that cost). Set before torch is imported; Snakemake jobs set
+# their own OMP_NUM_THREADS.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 
 
 @pytest.fixture
