@@ -158,13 +158,13 @@ def backend_table(bench: dict, paper_gpu: str = "Titan RTX") -> pd.DataFrame:
     """The fastest feature-path backend per preset and resolution (``make bench``'s backend rounds).
 
     One row per (preset, height, width) of ``bench["backends"]``: ``eager_fps``, ``best_backend``
-    (the fastest that ran as itself and agrees with eager within :data:`deg.backends.TOLERANCE`;
+    (the fastest that ran as itself and agrees with eager, :func:`deg.backends.agrees`;
     eager when none does), ``best_fps``, ``speedup`` (over eager), ``max_abs_diff`` (its
     probabilities against eager's), and the paper's frames/s on ``paper_gpu`` at that resolution
     (``paper_fps``: median over the paper's datasets; NaN when none). Empty when the file has no
     backend rounds (``make bench`` on a GPU, or an older file).
     """
-    from deg.backends import TOLERANCE
+    from deg.backends import agrees
 
     columns = ["preset", "resolution", "height", "width", "eager_fps", "best_backend", "best_fps", "speedup",
                "max_abs_diff", "paper_fps"]
@@ -178,8 +178,7 @@ def backend_table(bench: dict, paper_gpu: str = "Titan RTX") -> pd.DataFrame:
         eager = g[g.backend == "eager"]
         if eager.empty:
             raise BenchError(f"backend rounds of {preset} {h}x{w} lack the eager reference")
-        ok = g[(g.backend == "eager") | ((g.used == g.backend)
-                                         & (g.max_abs_diff <= g.backend.map(TOLERANCE).fillna(-1.0)))]
+        ok = g[[r.used == r.backend and agrees(r.backend, r.max_abs_diff) for r in g.itertuples()]]
         best = ok.loc[ok.frames_per_s.idxmax()]
         match = paper[(paper.height == h) & (paper.width == w) & (paper.preset == preset)].frames_per_s
         out.append({"preset": preset, "resolution": f"{int(h)} x {int(w)}", "height": h, "width": w,
