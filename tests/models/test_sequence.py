@@ -57,13 +57,13 @@ def test_cauchy_has_heavier_tails_than_gaussian():
 
 def test_layer_impulse_response_confined_to_L_and_sums_to_one():
     layer = TGMLayer(c_in=1, c_out=4)
-    x = torch.zeros(1, 1, 3, 60)
-    x[0, 0, 1, 30] = 1.0
+    x = torch.zeros(1, 1, 60, 3)                        # (N, C_in, T, D)
+    x[0, 0, 30, 1] = 1.0
     with torch.no_grad():
-        y = layer(x)                                    # (1, 4, 3, 60)
-    assert y.shape == (1, 4, 3, 60)
-    assert y[:, :, [0, 2]].abs().max() == 0             # feature dimensions never mix
-    resp = y[0, :, 1]                                   # (4, 60)
+        y = layer(x)                                    # (1, 4, 60, 3)
+    assert y.shape == (1, 4, 60, 3)
+    assert y[..., [0, 2]].abs().max() == 0              # feature dimensions never mix
+    resp = y[0, :, :, 1]                                # (4, 60)
     outside = torch.ones(60, dtype=torch.bool)
     outside[30 - HALF: 30 + HALF + 1] = False
     assert resp[:, outside].abs().max() == 0
@@ -71,9 +71,33 @@ def test_layer_impulse_response_confined_to_L_and_sums_to_one():
     torch.testing.assert_close(resp[:, ~outside].flip(-1), layer.kernels()[:, 0].detach())
 
 
+def test_tgm_features_match_a_per_dimension_reference():
+    """The time-major layers equal filtering each feature dimension along time on its own (a
+    cross-correlation, as torch convolutions are):
+    h_o = mean_i (kernel[o, i] * h_i) with zero padding, then the max over output channels."""
+    torch.manual_seed(0)
+    model = TGM(6, 2, n_layers=2).eval()
+    x = torch.randn(2, 6, 40)                            # (N, D, T)
+    with torch.no_grad():
+        got = model.tgm_features(x)
+        h = x.unsqueeze(1)                               # (N, 1, D, T)
+        for layer in model.tgm:
+            k = layer.kernels()                          # (C_out, C_in, L)
+            h = h.expand(-1, layer.c_in, -1, -1)
+            out = torch.zeros(h.shape[0], layer.c_out, *h.shape[2:])
+            for o in range(layer.c_out):
+                for i in range(layer.c_in):
+                    for d in range(h.shape[2]):
+                        out[:, o, d] += torch.nn.functional.conv1d(h[:, i, d][:, None], k[o, i][None, None],
+                                                                   padding=L // 2)[:, 0] / layer.c_in
+            h = out
+        expect = h.amax(dim=1)
+    torch.testing.assert_close(got, expect)
+
+
 def test_hard_attention_variant():
     layer = TGMLayer(c_in=2, c_out=3, soft_attention=False)
-    assert layer(torch.randn(2, 2, 5, 20)).shape == (2, 3, 5, 20)
+    assert layer(torch.randn(2, 2, 20, 5)).shape == (2, 3, 20, 5)
     model = TGM(16, 2, soft_attention=False)
     assert model(torch.randn(2, 16, 20)).shape == (2, 2, 20)
 
