@@ -195,6 +195,38 @@ def test_every_figure_6_run_waits_for_the_run_whose_flow_generator_it_reuses(iso
     assert checked == {("run", "sub1_d0"), ("run", "sub2_d0"), ("selfsup_run", "sub1_d0")}
 
 
+def test_long_and_gating_jobs_get_the_higher_snakemake_priority(isolated):
+    """Snakemake reads the priorities of deg.schedule: pretraining and the flow-parent split first,
+    then the runs by preset cost (equal priorities let a DEG_s run start last and run alone for 382 s
+    of the demo's make figures)."""
+    from deg.data import synthetic
+    from deg.schedule import PRIORITY_FLOW_PARENT, PRIORITY_PRETRAIN, PRIORITY_RUN, PRIORITY_RUN_DEFAULT
+
+    synthetic.generate("synthetic_tiny", progress=False)
+    jobs = re.split(r"\n(?=localrule |rule )", _dry_run(isolated, "profile=tiny", "datasets=synthetic_tiny"))
+    seen: dict[tuple[str, str, str], int] = {}
+    for block in jobs:
+        head = re.match(r"(?:local)?rule (run|selfsup_run|selfsup_pretrain):", block)
+        if not head:
+            continue
+        prio = re.search(r"priority: (\d+)", block)
+        preset = re.search(r"preset=(\w+)", block)
+        split = re.search(r"split=(\w+)", block)
+        seen[(head.group(1), preset.group(1) if preset else "", split.group(1) if split else "")] = \
+            int(prio.group(1)) if prio else 0
+    assert seen, "the dry run listed no training jobs"
+    for (rule, preset, split), prio in seen.items():
+        if rule == "selfsup_pretrain":
+            expect = PRIORITY_PRETRAIN
+        elif preset == "DEG_f" and split == "split0":       # parent of the Figure 6 runs (tiny has them)
+            expect = PRIORITY_FLOW_PARENT
+        else:
+            expect = PRIORITY_RUN.get(preset, PRIORITY_RUN_DEFAULT)
+        assert prio == expect, (rule, preset, split, prio)
+    assert seen[("run", "DEG_f", "split0")] > seen[("run", "DEG_f", "sub1_d0")]
+    assert any(rule == "selfsup_pretrain" for rule, _, _ in seen)
+
+
 def test_a_change_recomputes_exactly_the_affected_jobs(isolated):
     """Every computing rule has a key file input: settings + code of what it runs. In a copy of the
     package: a TinyMotionNet3D-only hyperparameter re-runs exactly the DEG_s run; a figure module

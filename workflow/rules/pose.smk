@@ -3,6 +3,7 @@
 # or reachable (deg.pose.plan). Included by workflow/Snakefile; uses its PLAN, PROFILE, PY, DATA, RES,
 # FIG and notebook().
 from deg.pose.plan import METHODS as POSE_METHODS, POSE_FIGURES, pose_plan
+from deg.schedule import pose_priority
 
 POSE = pose_plan(PROFILE, str(config.get("datasets", "") or ""), PLAN)
 
@@ -31,6 +32,7 @@ for _ds in POSE.datasets:
         resources:
             runtime=60,
         threads: 1
+        priority: pose_priority(_ds)
         shell:
             f"OMP_NUM_THREADS={{threads}} NUMBA_NUM_THREADS={{threads}} {PY} -m deg.pose.run --profile {PROFILE} "
             f"{{params.dataset}} {{params.splits}} > {{log}} 2>&1"

@@ -2,6 +2,7 @@
 # started from self-supervised weights. Included by workflow/Snakefile; the "selfsup" figure reads their outputs
 # (deg.workflow.selfsup_outputs). Pretraining is once per (profile, dataset, kind) and shared by every split.
 from deg.train.keys import flow_parent
+from deg.schedule import PRIORITY_PRETRAIN, run_priority
 from deg.workflow import init_kinds, selfsup_plan
 
 SELFSUP = selfsup_plan(PLAN)
@@ -21,6 +22,7 @@ rule selfsup_pretrain:
         runtime=PLAN.minutes_per_run,
         mem_mb=PLAN.mem_mb_per_run,
     threads: PLAN.threads_per_run
+    priority: PRIORITY_PRETRAIN
     shell:
         f"OMP_NUM_THREADS={{threads}} {PY} -m deg.train.selfsup pretrain {{wildcards.ds}} --kinds {{wildcards.kind}} "
         f"--profile {PROFILE}"
@@ -77,6 +79,8 @@ rule selfsup_run:
         runtime=PLAN.minutes_per_run,
         mem_mb=PLAN.mem_mb_per_run,
     threads: PLAN.threads_per_run
+    # the same tiers as the scratch runs (rule run): its split0 gates its Figure 6 runs
+    priority: lambda w: run_priority(PLAN.subsample_runs, w.preset, w.split, w.ds)
     shell:
         f"OMP_NUM_THREADS={{threads}} {PY} -m deg.train.selfsup run {{wildcards.ds}} {{wildcards.preset}} "
         f"{{wildcards.split}} --profile {PROFILE}"

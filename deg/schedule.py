@@ -1,0 +1,36 @@
+"""Snakemake priorities of the DAG's long jobs (``priority:`` in ``workflow/Snakefile`` and
+``workflow/rules/*.smk``): among ready jobs the scheduler starts the highest first.
+
+Longest (or most depended-on) first packs the cores: in the fresh demo ``make figures`` of
+2026-12-01, with equal priorities, a DEG_s run happened to start last and ran alone for 382 of
+the workflow's 3,548 s. The tiers follow that run's one-thread wall times on the 2-core AVX2 EPYC;
+a wrong tier costs packing only, never a result. Pretraining and a Figure 6 parent split gate
+other runs, so they go early.
+
+A module of its own, imported by the workflow files only: :mod:`deg.workflow` is part of every
+run's code key (through ``deg.train.selfsup``), and scheduling must not re-key results.
+"""
+from __future__ import annotations
+
+from deg.train.keys import flow_parent
+
+PRIORITY_PRETRAIN = 5                                # selfsup_pretrain (45-120 s; gates six DEG_f runs)
+PRIORITY_RUN = {"DEG_s": 4, "DEG_m": 3}              # DEG_s ~420 s, DEG_m ~275 s per demo run
+PRIORITY_RUN_DEFAULT = 2                             # DEG_f ~200 s
+PRIORITY_FLOW_PARENT = 4                             # a split whose flow generator Figure 6 runs reuse
+PRIORITY_POSE = {"rat_social": 3}                    # its pose job ~300 s; the others 60-80 s
+PRIORITY_POSE_DEFAULT = 1
+
+
+def run_priority(subsample_runs, preset: str, split: str, dataset: str) -> int:
+    """Priority of the DEG run (``dataset``, ``preset``, ``split``): a flow parent of one of
+    ``subsample_runs`` ((dataset, preset, split) of the Figure 6 runs, ``Plan.subsample_runs``)
+    first among runs, then the presets by their cost."""
+    base = PRIORITY_RUN.get(preset, PRIORITY_RUN_DEFAULT)
+    is_parent = any((ds, p, flow_parent(sp)) == (dataset, preset, split) for ds, p, sp in subsample_runs)
+    return max(base, PRIORITY_FLOW_PARENT) if is_parent else base
+
+
+def pose_priority(dataset: str) -> int:
+    """Priority of a dataset's pose job (``deg.pose.run``, all its splits)."""
+    return PRIORITY_POSE.get(dataset, PRIORITY_POSE_DEFAULT)
