@@ -7,8 +7,8 @@ the workflow's 3,548 s. The tiers follow that run's one-thread wall times on the
 a wrong tier costs packing only, never a result. Pretraining and a Figure 6 parent split gate
 other runs, so they go early.
 
-A module of its own, imported by the workflow files only: :mod:`deg.workflow` is part of every
-run's code key (through ``deg.train.selfsup``), and scheduling must not re-key results.
+A module of its own, imported by the workflow files only, so that no run's code key contains it:
+scheduling must not re-key results (``tests/test_workflow.py`` checks the closures).
 """
 from __future__ import annotations
 

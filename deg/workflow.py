@@ -36,7 +36,7 @@ from pathlib import Path
 
 from deg import io, paths, provenance
 from deg.presets import get_profile
-from deg.train.keys import code_hash, flow_parent, run_settings
+from deg.train.keys import code_hash, flow_parent, init_kinds, run_settings
 
 SUBSAMPLE_PRESET = "DEG_f"     # paper, Figure 6: "we used DeepEthogram-fast"
 
@@ -246,14 +246,6 @@ class Plan:
         if figure == "videos":   # the one figure that reads data/: raw frames under the ethograms
             return self.run_outputs(results) + [f"{data}/{ds}/COMPLETE" for ds in self.run_datasets]
         return describe + humans + self.run_outputs(results)
-
-
-def init_kinds(preset: str) -> dict[str, str]:
-    """Pretraining stages (deg.train.selfsup) that a run of ``preset`` with pretrained="selfsup" starts from."""
-    from deg.presets import get_preset
-
-    p = get_preset(preset)
-    return {"flow_generator": f"flow-{p.flow_generator}", "feature_extractor": f"{p.feature_extractor}-rgb"}
 
 
 def selfsup_plan(plan: "Plan") -> dict:

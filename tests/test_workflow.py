@@ -227,6 +227,18 @@ def test_long_and_gating_jobs_get_the_higher_snakemake_priority(isolated):
     assert any(rule == "selfsup_pretrain" for rule, _, _ in seen)
 
 
+def test_workflow_modules_stay_out_of_the_runs_code_keys():
+    """Editing the DAG (figure lists, scheduling) must not re-train runs: deg.workflow was in every
+    run's code key through deg.train.selfsup's import of init_kinds, so a priority added there
+    re-keyed all twelve demo split runs in a dry run."""
+    from deg.train.keys import RUN_ROOTS, STAGE_ROOTS, code_hashes
+
+    for roots in [RUN_ROOTS, ("deg.train.selfsup",), *STAGE_ROOTS.values()]:
+        closure = code_hashes(tuple(roots))
+        assert "deg.pipeline" in closure or roots != RUN_ROOTS    # the closure is followed at all
+        assert "deg.workflow" not in closure and "deg.schedule" not in closure, roots
+
+
 def test_a_change_recomputes_exactly_the_affected_jobs(isolated):
     """Every computing rule has a key file input: settings + code of what it runs. In a copy of the
     package: a TinyMotionNet3D-only hyperparameter re-runs exactly the DEG_s run; a figure module

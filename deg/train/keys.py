@@ -333,6 +333,16 @@ def stage_configs(ctx) -> dict[str, dict[str, Any]]:
     return configs
 
 
+def init_kinds(preset: str) -> dict[str, str]:
+    """Pretraining stages (deg.train.selfsup) that a run of ``preset`` with pretrained="selfsup"
+    starts from. Here, not in deg.workflow, so that the workflow module stays out of every run's
+    code key (an edit to the figure list must not re-train the runs)."""
+    from deg.presets import get_preset
+
+    p = get_preset(preset)
+    return {"flow_generator": f"flow-{p.flow_generator}", "feature_extractor": f"{p.feature_extractor}-rgb"}
+
+
 def keys_of(configs: dict[str, dict[str, Any]]) -> dict[str, str]:
     return {stage: provenance.config_key(cfg) for stage, cfg in configs.items()}
 

@@ -89,8 +89,8 @@ def run_dir(profile: str, dataset: str, preset: str, split: str) -> Path:
 
 
 def kinds_for_preset(preset: str) -> dict[str, str]:
-    """{part: pretraining kind} a run of ``preset`` starts from (one definition, in deg.workflow)."""
-    from deg.workflow import init_kinds
+    """{part: pretraining kind} a run of ``preset`` starts from (one definition, in deg.train.keys)."""
+    from deg.train.keys import init_kinds
 
     return init_kinds(preset)
 

@@ -3,7 +3,8 @@
 # (deg.workflow.selfsup_outputs). Pretraining is once per (profile, dataset, kind) and shared by every split.
 from deg.train.keys import flow_parent
 from deg.schedule import PRIORITY_PRETRAIN, run_priority
-from deg.workflow import init_kinds, selfsup_plan
+from deg.train.keys import init_kinds
+from deg.workflow import selfsup_plan
 
 SELFSUP = selfsup_plan(PLAN)
 
