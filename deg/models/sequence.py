@@ -41,8 +41,8 @@ class TGMLayer(nn.Module):
     Time-major: each feature dimension d is filtered along T, so the kernel is (L, 1) and D is
     the innermost, contiguous axis. The same filter laid out as (1, L) over (D, T) rows computes
     the same numbers, but oneDNN's CPU kernels are slow on it: a demo sequence step (batch 4,
-    T = 90, D = 1024, one thread, 2-core AVX2 EPYC) took 0.50-0.52 s that way and 0.27-0.32 s
-    this way, nearly all of it the convolutions' backward pass.
+    T = 90, D = 1024, one thread, 2-core AVX2 EPYC) took 0.50-0.52 s that way, most of it the
+    convolutions' backward pass, and 0.27-0.32 s this way.
 
     Output channel o = mean over input channels i of (kernel[o, i] * x_i) along time, where
     kernel[o, i] (length L, odd) is non-negative and sums to 1, so the layer preserves the scale
