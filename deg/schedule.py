@@ -22,12 +22,13 @@ PRIORITY_POSE = {"rat_social": 3}                    # its pose job ~300 s; the 
 PRIORITY_POSE_DEFAULT = 1
 
 
-def run_priority(subsample_runs, preset: str, split: str, dataset: str) -> int:
-    """Priority of the DEG run (``dataset``, ``preset``, ``split``): a flow parent of one of
-    ``subsample_runs`` ((dataset, preset, split) of the Figure 6 runs, ``Plan.subsample_runs``)
-    first among runs, then the presets by their cost."""
+def run_priority(runs, preset: str, split: str, dataset: str) -> int:
+    """Priority of the DEG run (``dataset``, ``preset``, ``split``) among ``runs`` ((dataset, preset,
+    split) of the same rule): the flow parent of another run of ``runs`` (a Figure 6 run reuses its
+    split0's flow generator) first, then the presets by their cost."""
     base = PRIORITY_RUN.get(preset, PRIORITY_RUN_DEFAULT)
-    is_parent = any((ds, p, flow_parent(sp)) == (dataset, preset, split) for ds, p, sp in subsample_runs)
+    is_parent = any((ds, p, flow_parent(sp)) == (dataset, preset, split) and flow_parent(sp) != sp
+                    for ds, p, sp in runs)
     return max(base, PRIORITY_FLOW_PARENT) if is_parent else base
 
 

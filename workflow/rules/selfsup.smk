@@ -1,9 +1,8 @@
 # Self-supervised pretraining (Selfee, deg.train.selfsup), the Selfee method rows (deg.selfee) and DEG runs
 # started from self-supervised weights. Included by workflow/Snakefile; the "selfsup" figure reads their outputs
 # (deg.workflow.selfsup_outputs). Pretraining is once per (profile, dataset, kind) and shared by every split.
-from deg.train.keys import flow_parent
 from deg.schedule import PRIORITY_PRETRAIN, run_priority
-from deg.train.keys import init_kinds
+from deg.train.keys import flow_parent, init_kinds
 from deg.workflow import selfsup_plan
 
 SELFSUP = selfsup_plan(PLAN)
@@ -80,8 +79,8 @@ rule selfsup_run:
         runtime=PLAN.minutes_per_run,
         mem_mb=PLAN.mem_mb_per_run,
     threads: PLAN.threads_per_run
-    # the same tiers as the scratch runs (rule run): its split0 gates its Figure 6 runs
-    priority: lambda w: run_priority(PLAN.subsample_runs, w.preset, w.split, w.ds)
+    # the same tiers as the scratch runs (rule run): its split0 gates its own Figure 6 runs
+    priority: lambda w: run_priority(SELFSUP["runs"], w.preset, w.split, w.ds)
     shell:
         f"OMP_NUM_THREADS={{threads}} {PY} -m deg.train.selfsup run {{wildcards.ds}} {{wildcards.preset}} "
         f"{{wildcards.split}} --profile {PROFILE}"
