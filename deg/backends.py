@@ -62,10 +62,10 @@ TOLERANCE = {"onnxruntime": 1e-4, "onnxruntime-int8": 0.05}
 EXPORT_CHECK = 1e-3         # float32 export: max |features - eager| relative to max |features|
 CALIBRATION_CLIPS = 32     # clips of the video that calibrate int8 activation ranges
 # Module scopes of FeaturePath that int8 leaves in float32: the spatial stream (one RGB frame
-# through a ResNet: 12% / 15% of DEG_f's / DEG_m's FLOPs, torch's FLOP counter). A trained demo DEG_f fully quantised gave max |dp|
-# 0.052 and 4.4% of frames flipped, from the spatial features (up to 17% off); with the spatial
-# stream in float32, 0.0012 and none flipped, for 3-8% of int8's speed on pre-made clips and
-# 5-18% from the mp4 (README, "Speed").
+# through a ResNet: 12% / 15% of DEG_f's / DEG_m's FLOPs, torch's FLOP counter). A trained demo
+# DEG_f fully quantised gave max |dp| 0.052 and 4.4% of frames flipped, from the spatial
+# features (up to 17% off); with the spatial stream in float32, 0.0012 and none flipped, for 3-9%
+# of int8's speed on pre-made clips and 5-18% from the mp4 (README, "Speed").
 KEEP_FLOAT = ("feature_model/spatial",)
 
 
