@@ -8,7 +8,8 @@ video reading, batched model predictions, and multiprocessed data loading". Here
    with the models' compute and at most ``QUEUE_CHUNKS`` chunks wait in memory.
 2. The main thread keeps a sliding buffer of the frames the next batch of clips needs (a clip of
    ``n_flow_frames`` frames around each frame, the first/last frame repeated at the edges, as in
-   :func:`deg.train.clips.clip_indices`), standardises them with the run's training mean/std and
+   :func:`deg.train.clips.clip_indices`), standardises each frame once with the run's training
+   mean/std, copies it into the clips that hold it (:meth:`deg.augment.Standardizer.clips_from_uint8`) and
    runs the frozen flow generator and the feature extractor (the training code's own forward pass)
    on ``batch`` clips at a time -- in PyTorch, or exported to ONNX Runtime float32 / int8
    (``--backend``, :mod:`deg.backends`; resolved on the first batch of the first video, whose
@@ -316,6 +317,8 @@ class Predictor:
     cache_dir: Path | None = None          # exported/quantised models (None: <run_dir>/backends)
     backend_report: list[dict[str, Any]] | None = None   # deg.backends.select's rows (auto)
     _backend: Any = None                   # the resolved deg.backends.Backend
+    _clips: torch.Tensor | None = None     # clip buffer (B, 3, n, H, W) of the largest batch yet: a fresh one
+                                           # costs page faults on every batch (clips_from_uint8)
 
     @property
     def backend_name(self) -> str | None:
@@ -456,8 +459,12 @@ class Predictor:
                         if min(stop - 1 + after, T - 1) >= have:
                             break                       # the last clip's frames are not all here yet
                         centers = np.arange(next_center, stop)
-                        clips = buf[clip_indices(centers, n, T) - buf_start]        # (B, n, H, W, 3)
-                        clip = standardize.from_uint8(to_device(clips, ctx.device))   # (B, 3, n, H, W)
+                        index = clip_indices(centers, n, T) - buf_start             # (B, n) into buf
+                        lo, hi = int(index.min()), int(index.max()) + 1
+                        clip = standardize.clips_from_uint8(to_device(buf[lo:hi], ctx.device),  # (B, 3, n, H, W)
+                                                            torch.from_numpy(index - lo), out=self._clips)
+                        if self._clips is None or len(clip) > len(self._clips):
+                            self._clips = clip          # kept for later batches and videos
                         if self._backend is None:
                             self._resolve_backend(clip)
                         seq.push(self._backend.features(clip))

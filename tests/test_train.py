@@ -291,10 +291,25 @@ def test_standardizer_and_channel_stats():
     assert clip.shape == (1, 3, 11, 4, 4)
     z = Standardizer(mean, std)(clip)
     assert z[:, 2].mean().abs() < 1e-4 and z[:, 2].std() == pytest.approx(1.0, rel=0.1)
-    # inference's one-pass version (deg.infer): the same numbers, contiguous
-    one_pass = Standardizer(mean, std).from_uint8(torch.from_numpy(videos[0][None, :11]))
-    assert one_pass.is_contiguous() and one_pass.dtype == torch.float32
-    torch.testing.assert_close(one_pass, z, rtol=1e-6, atol=1e-5)
+    # inference's version (deg.infer): each frame standardised once, then copied into its clips
+    standardizer = Standardizer(mean, std)
+    frames = torch.from_numpy(videos[0])
+    index = torch.from_numpy(clip_indices(np.array([0, 10, 3, 19]), 11, 20))   # 10: consecutive; edges repeated
+    clips = standardizer.clips_from_uint8(frames, index)
+    assert clips.shape == (4, 3, 11, 4, 4) and clips.is_contiguous() and clips.dtype == torch.float32
+    torch.testing.assert_close(clips[:1], z, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(clips, standardizer(to_float_clip(frames[index])), rtol=1e-6, atol=1e-5)
+    # a buffer of the right shape is written into and returned; one of another shape is not used
+    again = torch.empty_like(clips)
+    same = standardizer.clips_from_uint8(frames, index, out=again)
+    assert same.data_ptr() == again.data_ptr() and torch.equal(again, clips)
+    fewer = standardizer.clips_from_uint8(frames, index[:2], out=again)       # a smaller batch: its head
+    assert fewer.data_ptr() == again.data_ptr() and fewer.shape == (2, 3, 11, 4, 4) and fewer.is_contiguous()
+    assert torch.equal(fewer, clips[:2])
+    other = standardizer.clips_from_uint8(frames, index, out=torch.empty(2, 3, 11, 4, 4))  # too small: not used
+    assert other.shape == clips.shape and torch.equal(other, clips)
+    with pytest.raises(ValueError, match="uint8 frames"):
+        standardizer.clips_from_uint8(frames[None], index)
     with pytest.raises(ValueError, match="positive"):
         Standardizer([0, 0, 0], [1, 0, 1])
 
