@@ -27,8 +27,10 @@ class StandInFlow(nn.Module):
 
     def __init__(self):
         super().__init__()
+        # a transposed conv as in the U-Net flow generators: int8 exports it as a sub-pixel conv
         self.net = nn.Sequential(nn.Conv2d(3 * T, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU(),
-                                 nn.Conv2d(16, 2 * (T - 1), 3, 1, 1))
+                                 nn.ConvTranspose2d(16, 8, 4, 2, 1), nn.ReLU(),
+                                 nn.Conv2d(8, 2 * (T - 1), 3, 2, 1))
 
     def forward(self, clip):
         n, c, t, h, w = clip.shape
@@ -127,25 +129,48 @@ def test_int8_quantises_every_conv_but_the_spatial_streams_even_with_equal_biase
 
     clips = models[2]
     flow_model, feature_model = StandInFlow().eval(), StandInTwoStream().eval()
-    convs = [m for m in (*flow_model.modules(), *feature_model.modules()) if isinstance(m, nn.Conv2d)]
+    convs = [m for m in (*flow_model.modules(), *feature_model.modules())
+             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     with torch.no_grad():
         for m in convs:
             m.bias.fill_(0.25)                               # all four biases equal
     q = backends.build("onnxruntime-int8", flow_model, feature_model, clips.shape[1:], tmp_path,
                        calibration=clips[:CHECK].numpy())
     float_graph = onnx.load(next(p for p in tmp_path.rglob("model.onnx") if p != Path(q.info["model"]))).graph
+    assert [n.op_type for n in float_graph.node].count("DepthToSpace") == 1       # the sub-pixel deconv
     inits = {t.name for t in float_graph.initializer}
     assert not [n for n in float_graph.node if n.op_type == "Identity" and n.input[0] in inits]
     graph = onnx.load(q.info["model"]).graph
     made_by = {o: n.op_type for n in graph.node for o in n.output}
     conv_nodes = {n.name: [made_by.get(i) for i in n.input] for n in graph.node if n.op_type == "Conv"}
-    assert len(conv_nodes) == len(convs) == 4
+    assert len(conv_nodes) == len(convs) == 5 and not [n for n in graph.node if n.op_type == "ConvTranspose"]
     for name, inputs in conv_nodes.items():
         if name.startswith("/feature_model/spatial/"):       # float32: weights and bias are initializers
             assert inputs[1:] == [None, None], name
         else:                                                # data, weight and bias all quantised
             assert inputs == ["DequantizeLinear"] * 3, name
     assert sum(n.startswith("/feature_model/spatial/") for n in conv_nodes) == 1
+
+
+def test_subpixel_deconv_is_the_transposed_conv():
+    gen = torch.Generator().manual_seed(3)
+    for cin, cout, h, w, bias in ((5, 7, 6, 9, True), (3, 2, 1, 4, False), (16, 8, 8, 8, True)):
+        deconv = nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=bias)
+        with torch.no_grad():
+            deconv.weight.normal_(generator=gen)
+            if bias:
+                deconv.bias.normal_(generator=gen)
+        x = torch.randn(2, cin, h, w, generator=gen)
+        with torch.no_grad():
+            expected, got = deconv(x), backends.SubPixelDeconv2d(deconv)(x)
+        assert got.shape == expected.shape == (2, cout, 2 * h, 2 * w)
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5 * float(expected.abs().max()))
+    net = nn.Sequential(nn.ConvTranspose2d(4, 4, 4, 2, 1), nn.ConvTranspose2d(4, 4, 3, 1, 1))
+    copy = backends.subpixel_deconvs(net)
+    assert isinstance(copy[0], backends.SubPixelDeconv2d) and isinstance(copy[1], nn.ConvTranspose2d)
+    assert isinstance(net[0], nn.ConvTranspose2d)                   # the run's own model is untouched
+    with pytest.raises(ValueError, match="stride-2"):
+        backends.SubPixelDeconv2d(net[1])
 
 
 @needs_ort
