@@ -11,9 +11,9 @@ is cheap. This module runs that feature path with one of:
   quantisation (QDQ format, per-channel int8 weights, uint8 activations), calibrated on clips of
   the video being predicted (so its activation ranges are this run's and this video's); the
   flow generator and the flow stream (85-88% of the FLOPs) in int8, the spatial stream in
-  float32 (:data:`KEEP_FLOAT`: it is where int8 lost agreement). The export it quantises has the
-  flow generator's transposed convs as sub-pixel convs (:class:`SubPixelDeconv2d`), because ONNX
-  Runtime has int8 kernels for convs and none for transposed convs.
+  float32 (:data:`KEEP_FLOAT`: it is where int8 lost agreement). On CPUs with int8 dot products
+  (VNNI, AMX) the export it quantises has the flow generator's transposed convs as sub-pixel
+  convs (:class:`SubPixelDeconv2d`): ONNX Runtime has int8 kernels for convs, none for transposed convs.
 
 A backend maps a standardised clip batch ``(N, 3, T, H, W)`` float32 to features ``(N, 2D)``
 float32 (spatial features then flow features, as :class:`deg.infer.Predictor` feeds the TGM).
@@ -47,7 +47,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from deg import io
+from deg import io, provenance
 
 log = logging.getLogger("deg.backends")
 
@@ -69,6 +69,18 @@ CALIBRATION_CLIPS = 32     # clips of the video that calibrate int8 activation r
 # features (up to 17% off); with the spatial stream in float32, 0.0012 and none flipped, for 3-9%
 # of int8's speed on pre-made clips and 5-18% from the mp4 (README, "Speed").
 KEEP_FLOAT = ("feature_model/spatial",)
+
+
+# CPU flags of int8 dot-product instructions. With them an int8 conv runs ~3x float32 and the int8
+# export pays for its sub-pixel convs' 9/4 multiply-adds (measured, AVX512-VNNI EPYC); without
+# them (AVX2: vpmaddubsw + vpmaddwd + add) int8 is ~1.5x float32 and the gain was never measured,
+# so the transposed convs stay as they were (README, "Speed").
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def int8_dot_products() -> bool:
+    """Whether this CPU has int8 dot-product instructions (:data:`INT8_DOT_FLAGS`, /proc/cpuinfo)."""
+    return bool(provenance.cpu_flags() & set(INT8_DOT_FLAGS))
 
 
 class BackendError(RuntimeError):
@@ -298,12 +310,13 @@ def quantize_int8(float_model: Path, calibration: np.ndarray, dest: Path) -> Pat
 
 
 def model_dir(cache_dir: Path, name: str, flow_model: torch.nn.Module, feature_model: torch.nn.Module,
-              clip_shape: Sequence[int], calibration: np.ndarray | None = None) -> tuple[Path, dict[str, Any]]:
+              clip_shape: Sequence[int], calibration: np.ndarray | None = None,
+              subpixel: bool = False) -> tuple[Path, dict[str, Any]]:
     """(folder of backend ``name``'s cached model, the key that names it) under ``cache_dir``.
 
     The key: a hash of both models' weights, the clip shape (C, T, H, W), the backend, the ONNX
-    opset, the export's revision, the package versions and, for int8, what stays float32 and a hash
-    of the calibration clips.
+    opset, the export's revision, the package versions and, for int8, what stays float32, whether
+    its transposed convs were exported as sub-pixel convs and a hash of the calibration clips.
     """
     key: dict[str, Any] = {"weights": weights_hash(flow_model, feature_model),
                            "clip": [int(s) for s in clip_shape], "opset": OPSET, "export": EXPORT_REVISION,
@@ -311,6 +324,8 @@ def model_dir(cache_dir: Path, name: str, flow_model: torch.nn.Module, feature_m
                            "backend": name}
     if name == "onnxruntime-int8":
         key["keep_float"] = list(KEEP_FLOAT)
+    if subpixel:
+        key["deconvs"] = "subpixel"
     if calibration is not None:
         key.update(calibration=hashlib.sha256(np.ascontiguousarray(calibration).tobytes()).hexdigest(),
                    calibration_shape=list(calibration.shape))
@@ -349,12 +364,12 @@ def _export_checked(source: torch.nn.Module, reference: tuple[torch.nn.Module, t
 
 def onnxruntime(flow_model: torch.nn.Module, feature_model: torch.nn.Module, clip_shape: Sequence[int],
                 cache_dir: Path, int8: bool = False, calibration: np.ndarray | None = None,
-                threads: int | None = None) -> Backend:
+                threads: int | None = None, subpixel: bool | None = None) -> Backend:
     """ONNX Runtime float32 (or int8 with ``calibration`` clips) of the feature path, cached in ``cache_dir``.
 
-    int8 quantises an export in which the flow generator's transposed convs are sub-pixel convs
-    (:func:`subpixel_deconvs`), which ONNX Runtime runs in int8; float32 exports the models as
-    they are (there the transposed convs are cheaper than 9/4 of their multiply-adds).
+    With ``subpixel`` (default: :func:`int8_dot_products`), int8 quantises an export in which the
+    flow generator's transposed convs are sub-pixel convs (:func:`subpixel_deconvs`), which ONNX
+    Runtime runs in int8; otherwise, and always in float32, the models are exported as they are.
     """
     if not available("onnxruntime"):
         raise BackendError("onnxruntime is not installed (pip install -e . installs it)")
@@ -372,10 +387,14 @@ def onnxruntime(flow_model: torch.nn.Module, feature_model: torch.nn.Module, cli
         if calibration is None or not len(calibration):
             raise BackendError("int8 needs calibration clips")
         calibration = np.ascontiguousarray(calibration, dtype=np.float32)
-        source_dir, source_key = model_dir(cache_dir, "onnxruntime-subpixel", flow_model, feature_model, clip_shape)
-        source = _export_checked(FeaturePath(subpixel_deconvs(flow_model), feature_model).eval(),
+        subpixel = int8_dot_products() if subpixel is None else bool(subpixel)
+        source_dir, source_key = model_dir(cache_dir, "onnxruntime", flow_model, feature_model, clip_shape,
+                                           subpixel=subpixel)
+        source = _export_checked(FeaturePath(subpixel_deconvs(flow_model) if subpixel else flow_model,
+                                             feature_model).eval(),
                                  (flow_model, feature_model), clip_shape, check, source_dir / "model.onnx", source_key)
-        q_dir, q_key = model_dir(cache_dir, name, flow_model, feature_model, clip_shape, calibration)
+        q_dir, q_key = model_dir(cache_dir, name, flow_model, feature_model, clip_shape, calibration,
+                                 subpixel=subpixel)
         model = q_dir / "model.onnx"
         if not model.is_file():
             try:
@@ -383,7 +402,7 @@ def onnxruntime(flow_model: torch.nn.Module, feature_model: torch.nn.Module, cli
                 io.write_json(q_dir / "key.json", q_key)
             except Exception as exc:
                 raise BackendError(f"int8 quantisation failed: {type(exc).__name__}: {exc}") from exc
-        info = {"model": str(model), "calibration_clips": int(len(calibration))}
+        info = {"model": str(model), "calibration_clips": int(len(calibration)), "subpixel": subpixel}
     session = _session(model, threads or torch.get_num_threads())
 
     def run(clip: torch.Tensor) -> np.ndarray:
@@ -412,13 +431,15 @@ def agrees(name: str, max_abs_diff: float, tolerance: dict[str, float] | None = 
 
 
 def build(name: str, flow_model, feature_model, clip_shape, cache_dir: Path, precision=None,
-          calibration: np.ndarray | None = None, threads: int | None = None) -> Backend:
-    """Backend ``name`` (one of :data:`NAMES`); BackendError when it cannot be built here."""
+          calibration: np.ndarray | None = None, threads: int | None = None,
+          subpixel: bool | None = None) -> Backend:
+    """Backend ``name`` (one of :data:`NAMES`); BackendError when it cannot be built here.
+    ``subpixel``: int8's transposed convs as sub-pixel convs (default: by the CPU, :func:`onnxruntime`)."""
     if name == "eager":
         return eager(flow_model, feature_model, precision)
     if name in ("onnxruntime", "onnxruntime-int8"):
         return onnxruntime(flow_model, feature_model, clip_shape, cache_dir, int8=name.endswith("int8"),
-                           calibration=calibration, threads=threads)
+                           calibration=calibration, threads=threads, subpixel=subpixel)
     raise ValueError(f"unknown backend {name!r}; choose from {', '.join(CHOICES)}")
 
 

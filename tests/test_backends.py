@@ -135,7 +135,8 @@ def test_int8_quantises_every_conv_but_the_spatial_streams_even_with_equal_biase
         for m in convs:
             m.bias.fill_(0.25)                               # all four biases equal
     q = backends.build("onnxruntime-int8", flow_model, feature_model, clips.shape[1:], tmp_path,
-                       calibration=clips[:CHECK].numpy())
+                       calibration=clips[:CHECK].numpy(), subpixel=True)
+    assert q.info["subpixel"] is True
     float_graph = onnx.load(next(p for p in tmp_path.rglob("model.onnx") if p != Path(q.info["model"]))).graph
     assert [n.op_type for n in float_graph.node].count("DepthToSpace") == 1       # the sub-pixel deconv
     inits = {t.name for t in float_graph.initializer}
@@ -150,6 +151,26 @@ def test_int8_quantises_every_conv_but_the_spatial_streams_even_with_equal_biase
         else:                                                # data, weight and bias all quantised
             assert inputs == ["DequantizeLinear"] * 3, name
     assert sum(n.startswith("/feature_model/spatial/") for n in conv_nodes) == 1
+
+
+@needs_ort
+def test_int8_without_subpixel_keeps_the_transposed_conv_and_is_keyed_apart(models, cache):
+    import onnx
+
+    flow_model, feature_model, clips, probs = models
+    calib = clips[:CHECK].numpy()
+    plain = backends.build("onnxruntime-int8", flow_model, feature_model, clips.shape[1:], cache,
+                           calibration=calib, subpixel=False)
+    sub = backends.build("onnxruntime-int8", flow_model, feature_model, clips.shape[1:], cache,
+                         calibration=calib, subpixel=True)
+    assert plain.info["model"] != sub.info["model"]           # the export is part of the cache key
+    ops = [n.op_type for n in onnx.load(plain.info["model"]).graph.node]
+    assert "ConvTranspose" in ops and "DepthToSpace" not in ops
+    ref = probs(backends.eager(flow_model, feature_model).features(clips))
+    for b in (plain, sub):
+        assert backends.agreement(ref, probs(b.features(clips)))["max_abs_diff"] <= backends.TOLERANCE[b.name]
+    assert backends.int8_dot_products() == bool({"avx512_vnni", "avx_vnni", "amx_int8"}
+                                                 & set(Path("/proc/cpuinfo").read_text().split()))
 
 
 def test_subpixel_deconv_is_the_transposed_conv():
