@@ -335,9 +335,9 @@ def model_dir(cache_dir: Path, name: str, flow_model: torch.nn.Module, feature_m
 def _export_checked(source: torch.nn.Module, reference: tuple[torch.nn.Module, torch.nn.Module],
                     clip_shape: Sequence[int], check: torch.Tensor, dest: Path, key: dict[str, Any]) -> Path:
     """Export ``source`` (clip -> features) to ``dest`` unless it is there, checked against the
-    eager feature path of the ``reference`` (flow model, feature model) on ``check`` clips: a trace silently freezes whatever Python decided from the
-    example input (a branch, a numpy detour), so the model must agree on other clips too. A model
-    that fails is deleted, never reused."""
+    eager feature path of ``reference`` (flow model, feature model) on ``check`` clips: a trace
+    silently freezes whatever Python decided from the example input (a branch, a numpy detour),
+    so the model must agree on other clips too. A model that fails is deleted, never reused."""
     if dest.is_file():
         return dest
     C, T, H, W = (int(s) for s in clip_shape)
