@@ -467,8 +467,8 @@ def select(flow_model, feature_model, clip_shape, cache_dir: Path, check_clips: 
 
     ``candidates`` default to every backend (:data:`NAMES`): int8 too, on every CPU (measured on a
     2-core AVX2-only AMD EPYC without int8 dot-product instructions, it ran at 1.4-1.8x of ONNX
-    Runtime float32; README, "Speed"), its quantisation costing 7-31 s per video (DEG_f / DEG_m). ``check_clips``: standardised clips
-    (n, 3, T, H, W) of the video (they also calibrate int8; the first :data:`TIMING_CLIPS` time);
+    Runtime float32; README, "Speed"), its quantisation costing 7-31 s per video (DEG_f / DEG_m).
+    ``check_clips``: standardised clips (n, 3, T, H, W) of the video (they also calibrate int8; the first :data:`TIMING_CLIPS` time);
     ``probabilities(features (n, 2D)) -> (n, K)`` runs the sequence model. Returns (backend,
     report rows {"backend", "clips_per_s", "max_abs_diff", "flip_fraction", "ok", "reason"}).
     """
