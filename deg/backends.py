@@ -345,9 +345,7 @@ def _export_checked(source: torch.nn.Module, reference: tuple[torch.nn.Module, t
         export_onnx(source, torch.zeros(1, C, T, H, W), dest)
     except Exception as exc:
         raise BackendError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
-    ref = FeaturePath(*reference).eval()
-    with torch.inference_mode():
-        expected = ref(check).numpy()
+    expected = eager(*reference).features(check)
     try:
         diff = float(np.abs(_session(dest, torch.get_num_threads()).run(
             ["features"], {"clip": np.ascontiguousarray(check.numpy(), dtype=np.float32)})[0] - expected).max())
@@ -468,8 +466,8 @@ def select(flow_model, feature_model, clip_shape, cache_dir: Path, check_clips: 
     ``candidates`` default to every backend (:data:`NAMES`): int8 too, on every CPU (measured on a
     2-core AVX2-only AMD EPYC without int8 dot-product instructions, it ran at 1.4-1.8x of ONNX
     Runtime float32; README, "Speed"), its quantisation costing 7-31 s per video (DEG_f / DEG_m).
-    ``check_clips``: standardised clips (n, 3, T, H, W) of the video (they also calibrate int8; the first :data:`TIMING_CLIPS` time);
-    ``probabilities(features (n, 2D)) -> (n, K)`` runs the sequence model. Returns (backend,
+    ``check_clips``: standardised clips (n, 3, T, H, W) of the video (they also calibrate int8;
+    the first :data:`TIMING_CLIPS` time); ``probabilities(features (n, 2D)) -> (n, K)`` runs the sequence model. Returns (backend,
     report rows {"backend", "clips_per_s", "max_abs_diff", "flip_fraction", "ok", "reason"}).
     """
     tolerance = TOLERANCE if tolerance is None else tolerance
