@@ -31,19 +31,20 @@ _NO_SPACE = {errno.ENOSPC: "ENOSPC, no space left on device", errno.EDQUOT: "EDQ
              errno.EFBIG: "EFBIG, file too large for the file-size limit"}
 
 
-class DiskFullError(OSError):
+class _MessageOnly(OSError):
+    """An OSError whose str() is its message alone (no "[Errno 28]" prefix), as a one-line error shows it."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class DiskFullError(_MessageOnly):
     """A write ran out of room; the message names the file, its folder and the cause."""
 
-    def __str__(self) -> str:             # the message alone, as a one-line error shows it
-        return str(self.strerror)
 
-
-class ReadOnlyError(PermissionError):
+class ReadOnlyError(_MessageOnly, PermissionError):
     """A write into a read-only folder (read-only mount, or no write permission); the message names
     the folder and the file. Nothing was written and nothing already there changed."""
-
-    def __str__(self) -> str:             # the message alone, as a one-line error shows it
-        return str(self.strerror)
 
 
 _READ_ONLY = {errno.EROFS: "EROFS, read-only file system", errno.EACCES: "EACCES, permission denied",
