@@ -47,6 +47,9 @@ class PoseSet:
     humans: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)   # annotator -> unit -> (T, K)
     segments: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # unit -> (video, start, stop)
     notes: list[str] = field(default_factory=list)
+    # {video: why} of the dataset's videos no pose method can use (labels without pose, pose
+    # without the training annotator's labels): recorded in every run, never silently dropped
+    left_out: dict[str, str] = field(default_factory=dict)
 
     @property
     def units(self) -> list[str]:
@@ -56,7 +59,7 @@ class PoseSet:
         return {"dataset": self.dataset_id, "behaviours": self.behaviours, "train_annotator": self.train_annotator,
                 "annotators": self.annotators, "fps": self.fps, "units": len(self.labels), "segmented": bool(self.segments),
                 "frames": int(sum(len(v) for v in self.labels.values())), "skeleton": self.skeleton.name,
-                "points": self.points, "animals": self.animals, "notes": self.notes}
+                "points": self.points, "animals": self.animals, "notes": self.notes, "left_out": self.left_out}
 
 
 def skeleton_for(dataset) -> Skeleton:
@@ -90,9 +93,12 @@ def load_pose_set(dataset, skeleton: Skeleton | None = None, min_units: int = 5)
         raise PoseDataError(f"{dataset.root}: dataset {dataset.id!r} has no pose files (pose/<video>.csv)")
     skeleton = skeleton or skeleton_for(dataset)
     pose, labels, humans, notes = {}, {}, {}, []
+    left_out = {v: f"labels of {dataset.train_annotator!r} but no pose file (pose/{v}.csv)" for v in dataset.videos
+                if dataset.pose_path(v) is None and dataset.has_labels(v, dataset.train_annotator)}
     points = animals = None
     for item in iter_pose_labels(dataset):
         if dataset.train_annotator not in item.labels:
+            left_out[item.video] = f"pose but no labels of the training annotator {dataset.train_annotator!r}"
             continue
         xy, names = select_points(item.pose.xy, item.pose.points, skeleton, str(dataset.pose_path(item.video)))
         if points is None:
@@ -123,4 +129,4 @@ def load_pose_set(dataset, skeleton: Skeleton | None = None, min_units: int = 5)
                    train_annotator=dataset.train_annotator, annotators=list(dataset.annotators),
                    synthetic=bool(dataset.synthetic), points=points, animals=animals, skeleton=skeleton,
                    arena_px=info.get("arena_px"), pose=pose, labels=labels, humans=humans, segments=segments,
-                   notes=notes)
+                   notes=notes, left_out=dict(sorted(left_out.items())))

@@ -14,7 +14,8 @@ thresholds maximising F1 on the validation units, bouts shorter than the 1st per
 training bouts removed, background = no other behaviour (:mod:`deg.postprocess`). The unsupervised
 assignment is scored as the paper did: no thresholds, no postprocessing.
 
-A run folder holds ``split.json``, ``predictions/<unit>.npz`` (``probs``, ``preds`` of the
+A run folder holds ``split.json`` (the units of each subset, the segments, and under ``left_out``
+the videos no pose method can use and why: :attr:`deg.pose.data.PoseSet.left_out`), ``predictions/<unit>.npz`` (``probs``, ``preds`` of the
 validation and test units), ``thresholds.json``, the tables of :mod:`deg.pose.tables`, per-method
 extras for the figures (``feature_values.csv``; ``embedding.csv``, ``cooccurrence.csv``,
 ``clusters.json``) and ``run.json``; ``model/`` the model state and ``model/DONE``, written last
@@ -270,7 +271,8 @@ def run_method(prep: Prepared, method: str, split_k: int, split, profile: str, s
         # predictions of another configuration (e.g. another split's units) must not linger
         shutil.rmtree(run_dir / "predictions", ignore_errors=True)
         io.write_json(run_dir / "split.json", {"train": split.train, "val": split.val, "test": split.test,
-                                               "segments": {u: list(s) for u, s in ps.segments.items()}})
+                                               "segments": {u: list(s) for u, s in ps.segments.items()},
+                                               "left_out": ps.left_out})
         thresholds = min_len = None
         if method == "pose_unsup":
             preds, scores, extras = method_pose_unsup(prep, split, stage.path, key, seed, progress, run_dir)

@@ -72,6 +72,21 @@ def test_few_videos_are_cut_into_segments(tiny):
     assert set(ps.humans) == {"human2", "human3"}
 
 
+def test_videos_without_pose_or_training_labels_are_recorded_as_left_out(tiny, isolated):
+    videos = list(tiny.videos)
+    tiny.pose_path(videos[0]).unlink()                               # labels, no pose
+    ps = load_pose_set(open_dataset("synthetic_tiny"))
+    assert list(ps.left_out) == [videos[0]] and "no pose file" in ps.left_out[videos[0]]
+    assert videos[0] not in ps.units
+    run_dir = R.run("synthetic_tiny", 0, "tiny", methods=("rf_coords",), progress=False)["rf_coords"]
+    assert json.loads((run_dir / "split.json").read_text())["left_out"] == ps.left_out
+    assert json.loads((run_dir / "run.json").read_text())["data"]["left_out"] == ps.left_out
+    tiny.label_path(videos[1], tiny.train_annotator).unlink()        # pose, no training labels
+    ps = load_pose_set(open_dataset("synthetic_tiny"))
+    assert set(ps.left_out) == {videos[0], videos[1]} and videos[1] not in ps.units
+    assert "no labels of the training annotator" in ps.left_out[videos[1]]
+
+
 def test_plan_offline_is_synthetic_only_and_says_why(isolated, monkeypatch):
     monkeypatch.setattr(P, "PROBE_TIMEOUT_S", 0.5)
     monkeypatch.setenv("DEG_DATA_MIRROR", str(isolated / "empty_mirror"))
