@@ -15,8 +15,8 @@ training bouts removed, background = no other behaviour (:mod:`deg.postprocess`)
 assignment is scored as the paper did: no thresholds, no postprocessing.
 
 A run folder holds ``split.json`` (the units of each subset, the segments, and under ``left_out``
-the videos no pose method can use and why: :attr:`deg.pose.data.PoseSet.left_out`), ``predictions/<unit>.npz`` (``probs``, ``preds`` of the
-validation and test units), ``thresholds.json``, the tables of :mod:`deg.pose.tables`, per-method
+the videos no pose method can use and why: :attr:`deg.pose.data.PoseSet.left_out`),
+``predictions/<unit>.npz`` (``probs``, ``preds`` of the validation and test units), ``thresholds.json``, the tables of :mod:`deg.pose.tables`, per-method
 extras for the figures (``feature_values.csv``; ``embedding.csv``, ``cooccurrence.csv``,
 ``clusters.json``) and ``run.json``; ``model/`` the model state and ``model/DONE``, written last
 with the run's configuration key (hyperparameters, skeleton, split, a hash of the pose and label
