@@ -146,6 +146,11 @@ class Profile:
     # Initial weights: "kinetics" = the paper's (data/pretrained/<preset>/*.pt when present, else
     # random); "selfsup" = this dataset's self-supervised pretraining (SELFSUP_*, end of file)
     pretrained: str = "kinetics"
+    # A flow generator that would start from random weights (no Kinetics file, not "selfsup")
+    # starts from supervised pretraining on procedurally moving shapes (deg.train.flow_shapes,
+    # FLOW_SHAPES_HPARAMS) when this is > 0: its steps and batch. 0 = random weights.
+    flow_shapes_steps: int = 0
+    flow_shapes_batch: int = 16
     # HPARAMS entries this profile replaces (e.g. a larger learning rate for short CPU runs)
     hparams: dict[str, Any] = field(default_factory=dict)
     # Per-preset replacements of the fields above (e.g. smaller images for the 3D model on a CPU)
@@ -201,12 +206,17 @@ PROFILES: dict[str, Profile] = {
         flow_batch=2, feature_batch=4, sequence_batch=2, sequence_length=32,
         n_splits=1, datasets=("synthetic_tiny",), presets=("DEG_f",),
         subsample_videos=(1, 2), subsample_draws=1, shuffle_repeats=5,
-        subsample_datasets=("synthetic_tiny",),
+        subsample_datasets=("synthetic_tiny",), flow_shapes_steps=4, flow_shapes_batch=2,
     ),
     # `make figures` default: synthetic data, all presets, 3 splits, a 2-core CPU in <= 30 min.
     "demo": Profile(
         name="demo", image_size=(32, 32),
-        flow_steps=30, feature_steps=150, sequence_steps=150, lr_patience_steps=100,
+        # DEG_f's flow generator starts from 1,000 steps on moving shapes and is kept as it is
+        # (flow_steps 0): 30 steps of the MotionNet loss shrank its flows on the subject from 0.14
+        # to 0.03 px and the flow stream fell to its "always present" level (README, "A flow
+        # generator pretrained on moving shapes"); DEG_m and DEG_s train theirs from random weights.
+        flow_steps=0, flow_shapes_steps=1000, flow_shapes_batch=16,
+        feature_steps=150, sequence_steps=150, lr_patience_steps=100,
         val_every=25, val_batches=8,
         flow_batch=8, feature_batch=16, sequence_batch=4, sequence_length=90,
         n_splits=3, datasets=("synthetic_openfield", "synthetic_distractor"),
@@ -219,8 +229,9 @@ PROFILES: dict[str, Profile] = {
         hparams={"lr": 1e-3},
         # A feature step of DEG_m costs 3x DEG_f's on a CPU, one of DEG_s 6x at half the batch:
         # fewer steps, half the batch for the 3D model, and one dataset, to fit the 30-minute budget.
-        preset_overrides={"DEG_m": {"feature_steps": 60, "sequence_steps": 100},
-                          "DEG_s": {"feature_steps": 60, "sequence_steps": 100, "feature_batch": 8}},
+        preset_overrides={"DEG_m": {"feature_steps": 60, "sequence_steps": 100, "flow_steps": 30, "flow_shapes_steps": 0},
+                          "DEG_s": {"feature_steps": 60, "sequence_steps": 100, "feature_batch": 8, "flow_steps": 30,
+                                    "flow_shapes_steps": 0}},
         preset_datasets={"DEG_m": ("synthetic_openfield",), "DEG_s": ("synthetic_openfield",)},
     ),
     # The paper's sizes and limits; needs a GPU and the downloads.
@@ -336,6 +347,26 @@ def parse_overrides(value: Any) -> dict[str, Any]:
     out = {str(k): typed(v) for k, v in value.items()}
     check_overrides(out)
     return out
+
+
+# --------------------------------------------------------------------------------------
+# Flow pretraining on procedurally moving shapes (deg.train.flow_shapes; Profile.flow_shapes_*):
+# a textured background under up to three textured ellipses, each translating at constant velocity,
+# with the true flow as the target (the idea of Flying Chairs, Dosovitskiy et al. 2015). Values
+# chosen here, not from a paper (README, "A flow generator pretrained on moving shapes").
+# --------------------------------------------------------------------------------------
+FLOW_SHAPES_HPARAMS: dict[str, Any] = {
+    "max_speed": 2.5,               # px per frame at the training size; speed = max * u**1.5
+    "min_radius": 1.5,              # ellipse semi-axes, px
+    "max_radius": 7.0,
+    "background_move_p": 0.5,       # clips whose background translates too
+    "background_speed": 0.6,        # its speed per axis, uniform in +/- this (px per frame)
+    "noise_max": 0.03,              # Gaussian pixel noise, std uniform in [0, this]
+    "moving_weight": 4.0,           # moving pixels weigh 1 + this in the end-point error
+    "lr": 1e-3,                     # Adam, constant
+    "val_every": 250,               # steps between validations (the best checkpoint is kept)
+    "val_clips": 64,                # fixed validation clips
+}
 
 
 # --------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from deg.train.keys import flow_parent
 
+PRIORITY_FLOW_SHAPES = 6                             # flow_shapes (the longest job; gates every DEG_f split run)
 PRIORITY_PRETRAIN = 5                                # selfsup_pretrain (45-120 s; gates six DEG_f runs)
 PRIORITY_RUN = {"DEG_s": 4, "DEG_m": 3}              # DEG_s ~420 s, DEG_m ~275 s per demo run
 PRIORITY_RUN_DEFAULT = 2                             # DEG_f ~200 s

@@ -230,6 +230,20 @@ class Plan:
         parent = flow_parent(split)
         return [] if parent == split else [f"{results}/{ds}/{preset}/{parent}/metrics.csv"]
 
+    def flow_shapes_output(self, results: str, ds: str, preset: str, split: str) -> list[str]:
+        """The moving-shapes flow pretraining (:mod:`deg.train.flow_shapes`) run (ds, preset, split)
+        starts from, when it trains a flow generator of its own from it and the profile fixes the
+        image size (else the run trains the stage itself, on first use)."""
+        from deg.presets import get_preset
+        from deg.train.keys import starts_from_shapes
+
+        profile = get_profile(self.profile, **self.overrides).for_preset(preset)
+        p = get_preset(preset)
+        if flow_parent(split) != split or profile.image_size is None or not starts_from_shapes(p, profile, "flow_generator"):
+            return []
+        h, w = profile.image_size
+        return [f"{results}/_flow_shapes/{p.flow_generator}-{h}x{w}/DONE"]
+
     def figure_inputs(self, figure: str, results: str, data: str = "") -> list[str]:
         describe = [f"{results}/{ds}/describe/time_spent.csv" for ds in self.datasets]
         humans = [f"{results}/{ds}/humans/metrics.csv" for ds in self.human_datasets]

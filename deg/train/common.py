@@ -12,7 +12,7 @@ import torch
 from deg import paths
 from deg.augment import ClipAugmenter, Standardizer, channel_stats, to_float_clip
 from deg.train.clips import gather_clips, load_frames, to_device
-from deg.train.keys import pretrained_file, stage_seed  # noqa: F401  (torch-free, used by the keys)
+from deg.train.keys import pretrained_file, stage_seed, starts_from_shapes  # noqa: F401  (torch-free, used by the keys)
 from deg.train.loop import Precision
 
 
@@ -65,11 +65,16 @@ def load_pretrained(model: torch.nn.Module, preset: str, part: str) -> None:
 def load_initial_weights(ctx: "RunContext", model: torch.nn.Module, part: str) -> None:
     """A stage's starting weights: ``ctx.profile.pretrained`` = "selfsup" takes this dataset's
     self-supervised weights (:mod:`deg.train.selfsup`); otherwise the Kinetics/ImageNet file of
-    :func:`pretrained_file` when present, else the random initialisation."""
+    :func:`pretrained_file` when present; else, for a flow generator under a profile with
+    ``flow_shapes_steps``, the moving-shapes pretraining; else the random initialisation."""
     if ctx.profile.pretrained == "selfsup":
         from deg.train import selfsup
 
         selfsup.load_initial_weights(ctx, model, part)
+    elif starts_from_shapes(ctx.preset, ctx.profile, part):
+        from deg.train import flow_shapes
+
+        flow_shapes.load_initial_weights(ctx, model)
     else:
         load_pretrained(model, ctx.preset.name, part)
 

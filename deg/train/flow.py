@@ -49,6 +49,22 @@ def regulariser(model: torch.nn.Module, hparams: dict) -> WeightPenalty:
     return WeightPenalty(model, alpha=hparams["flow_l2sp_alpha"], beta=0.0, reference=reference)
 
 
+def keep_initial(stage_dir: Path, key: str, model: torch.nn.Module, validate) -> FitResult:
+    """``flow_steps`` = 0: the starting weights are the stage's result, unchanged (best = last =
+    step 0), with their validation loss. For a pretrained generator that fine-tuning with the
+    MotionNet loss would undo (the demo's moving-shapes start: README, "A flow generator
+    pretrained on moving shapes")."""
+    from deg.train.loop import save_checkpoint
+
+    model.eval()
+    with torch.no_grad():
+        metric = float(validate())
+    payload = {"key": key, "step": 0, "metric": metric, "model": model.state_dict()}
+    save_checkpoint(stage_dir / "best.pt", payload)
+    save_checkpoint(stage_dir / "last.pt", payload)
+    return FitResult(steps=0, best_metric=metric, best_step=0, stopped="max_steps")
+
+
 def train(ctx: RunContext, stage_dir: Path, key: str) -> FitResult:
     from deg.losses import MotionNetLossConfig, motionnet_loss
 
@@ -88,6 +104,8 @@ def train(ctx: RunContext, stage_dir: Path, key: str) -> FitResult:
             weights.append(len(c))
         return float(np.average(losses, weights=weights))
 
+    if ctx.profile.flow_steps == 0:
+        return keep_initial(stage_dir, key, model, validate)
     return fit(stage_dir, net, train_step, validate, loop_config(ctx), key=key, regulariser=reg,
                generators={"sampler": np_rng, "augment": gen}, fabric=fabric, stage=STAGE,
                desc=f"{STAGE} {ctx.preset.flow_generator}", progress=ctx.progress)

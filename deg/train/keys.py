@@ -104,6 +104,15 @@ def pretrained_file(preset: str, part: str) -> Path | None:
     return path if path.exists() else None
 
 
+def starts_from_shapes(preset, profile, part: str) -> bool:
+    """True when ``part`` of a run of ``preset`` (:class:`deg.presets.Preset`) under ``profile``
+    (that preset's) starts from the moving-shapes flow pretraining (:mod:`deg.train.flow_shapes`):
+    the flow generator, ``profile.flow_shapes_steps`` > 0, and neither self-supervised weights nor
+    a Kinetics file to start from."""
+    return (part == "flow_generator" and profile.flow_shapes_steps > 0 and profile.pretrained != "selfsup"
+            and pretrained_file(preset.name, part) is None)
+
+
 def _file_fingerprint(path: Path | None) -> list | None:
     if path is None:
         return None
@@ -265,6 +274,14 @@ def stage_settings(preset, profile, hparams: dict[str, Any], seed: int) -> dict[
             part["model"] = models[stage]
         if stage in PRETRAINED_PART:
             part["pretrained"] = _file_fingerprint(pretrained_file(preset.name, PRETRAINED_PART[stage]))
+            if starts_from_shapes(preset, profile, PRETRAINED_PART[stage]):
+                from deg.presets import FLOW_SHAPES_HPARAMS
+
+                # the moving-shapes stage's settings; its generator, image size and code are in
+                # this stage's own model, base and code
+                part["pretrained"] = {"flow_shapes": {"steps": profile.flow_shapes_steps,
+                                                      "batch": profile.flow_shapes_batch,
+                                                      "hparams": FLOW_SHAPES_HPARAMS}}
         out[stage] = part
     return out
 

@@ -25,10 +25,8 @@ towards the starting weights as it does towards Kinetics weights in the paper.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -93,18 +91,6 @@ def kinds_for_preset(preset: str) -> dict[str, str]:
     from deg.train.keys import init_kinds
 
     return init_kinds(preset)
-
-
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """A blocking exclusive lock: parallel runs wait for one pretraining instead of repeating it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 # --------------------------------------------------------------------------------------
@@ -258,13 +244,13 @@ def _train_flow(sd_path: Path, key: str, generator: str, n_frames: int, frames: 
 def pretrain(profile: str, dataset_id: str, kind: str, seed: int = 0, progress: bool = True) -> Path:
     """Train (or resume, or reuse) one pretraining stage; returns its folder (``weights.pt`` inside)."""
     from deg.data.datasets import open_dataset
-    from deg.train.store import StageDir
+    from deg.train.store import StageDir, wait_lock
 
     ds = open_dataset(dataset_id)
     config = stage_config(profile, ds, kind, seed)
     key = provenance.config_key(config)
     path = stage_dir(profile, ds.id, kind)
-    with _lock(path.parent / f".{kind}.lock"):
+    with wait_lock(path.parent / f".{kind}.lock"):
         sd = StageDir(path, key, config)
         if sd.done() is not None:
             return path

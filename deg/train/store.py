@@ -1,4 +1,4 @@
-"""Stage folders on disk: the DONE marker, stale outputs, the run lock.
+"""Stage folders on disk: the DONE marker, stale outputs, the run lock and the waiting lock.
 
 A stage folder holds ``config.json`` (its key and configuration), its outputs and, written last,
 ``DONE`` (the key again, wall time, steps). A folder whose ``DONE`` carries the current key is
@@ -120,6 +120,19 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RunBusyError(f"{run_dir}: another process is running this run") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def wait_lock(path: Path) -> Iterator[None]:
+    """A blocking exclusive lock on ``path``: parallel runs that need one shared pretraining stage
+    wait for it instead of repeating it (released by the kernel even on kill -9)."""
+    io.ensure_dir(path.parent)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:
