@@ -43,34 +43,33 @@ def test_demo_deg_f_beats_chance_on_its_test_videos(demo_metrics):
     model_f1 = demo_metrics[("model", "macro_nobg", "f1")]
     chance_f1 = demo_metrics[("shuffle", "macro_nobg", "f1")]
     print(f"demo DEG_f test macro F1 (no background): model {model_f1:.3f}, shuffle {chance_f1:.3f}")
-    # measured here: 0.304 vs 0.161 (README); on 2026-12-01 0.394 vs 0.219 and, later that day in this
-    # test alone, 0.375 vs 0.197 (2-core AVX2 EPYC, 2 threads; feature extractor 0.398), and 0.354 vs
-    # 0.196 on one thread, as `make test`'s workers now run it; on 2026-12-02 on a 2-core AVX-512
-    # (Zen 5) EPYC, one thread, 0.330 vs 0.196, feature extractor 0.236 (the same split-0 numbers as
-    # that machine's `make figures`). Other CPUs and thread counts round differently, hence the slack.
+    # measured before the moving-shapes flow start: 0.394 vs 0.219 (2-core AVX2 EPYC, 2 threads),
+    # 0.354 vs 0.196 (one thread, as `make test`'s workers run it), 0.330 vs 0.196 (Zen 5 EPYC, one
+    # thread); since: 0.371 vs 0.097 (Zen 4 EPYC, one thread). Other CPUs and thread counts round
+    # differently, hence the slack.
     # Of the levels issue 13 asks for, the flow stream above chance is asserted below
     # (test_demo_flow_stream_sees_locomotion); F1 0.6 and the sequence model at or above the
     # feature extractor are not: the demo does not reach them at its budget (README, "Headline numbers").
     assert model_f1 >= chance_f1 + 0.07, (model_f1, chance_f1)
     assert model_f1 >= 1.4 * chance_f1, (model_f1, chance_f1)
-    # The feature extractor alone (Figure 6F-G compares the two) is above chance, and far above on
-    # `rear`, which its spatial stream sees in a still frame. Its macro F1 on split 0's test videos
-    # moves with the CPU's rounding (0.398 AVX2, 0.236 AVX-512, chance 0.196-0.22), so the margin
-    # that catches a broken stage is on `rear` (0.877 on the AVX-512 EPYC; a feature extractor
-    # that does not learn sits at its always-present level, ~0.16).
+    # The feature extractor alone (Figure 6F-G compares the two) is above chance, and above on
+    # `rear`, which its spatial stream sees in a still frame (a feature extractor that does not
+    # learn sits at its always-present level, ~0.16). Measured since the moving-shapes flow start
+    # (2-core Zen 4 EPYC, one thread, 2026-12-02; the same split-0 numbers as that machine's
+    # `make figures`): model 0.371 vs shuffle 0.097, feature extractor 0.401, its `rear` 0.436
+    # (always present 0.161; 0.877 before, when the spatial stream carried the fused logits alone).
     fe_f1 = demo_metrics[("feature_extractor", "macro_nobg", "f1")]
     fe_rear, always_rear = demo_metrics[("feature_extractor", "rear", "f1")], demo_metrics[("always", "rear", "f1")]
     print(f"feature extractor: macro F1 {fe_f1:.3f}, rear {fe_rear:.3f} (always present {always_rear:.3f})")
-    assert fe_f1 > chance_f1, (fe_f1, chance_f1)
-    assert fe_rear >= always_rear + 0.3, (fe_rear, always_rear)
+    assert fe_f1 >= chance_f1 + 0.1, (fe_f1, chance_f1)
+    assert fe_rear >= always_rear + 0.15, (fe_rear, always_rear)
 
 
 def test_demo_spatial_stream_sees_what_a_still_frame_shows(demo_metrics):
     """Each stream is scored on its own: the spatial stream alone must tell ``rear`` (a still-frame
     signature) far above its "always present" level; a spatial stream that stopped learning, or
-    logits written for the wrong stream, sit at that level. The flow stream is at its level on the
-    motion-only behaviours at this budget (README, "Why the demo's stages stay weak"), so no level
-    is asserted for it; its rows exist, and are printed."""
+    logits written for the wrong stream, sit at that level. The flow stream's level is asserted in
+    test_demo_flow_stream_sees_locomotion; here its rows exist, and are printed."""
     # measured 2026-12-01 (2-core AVX2 EPYC, 2 threads): spatial stream rear 0.694 against 0.161
     # always-present; flow stream locomote 0.341 = always-present, groom 0.546 against 0.631 (it
     # predicts "always"). On one thread: rear 0.694; flow stream locomote 0.239, groom 0.414.
@@ -88,8 +87,9 @@ def test_demo_flow_stream_sees_locomotion(demo_metrics):
     frame does not show it) far above its "always present" level. With a flow generator that puts
     out zero flow (from random weights, or a broken pretraining) the stream sat at or below it
     (0.20-0.34 against 0.34, README)."""
-    # measured on split 0's test videos (2-core AVX-512 EPYC, 2 threads, the pretraining's weights
-    # from the experiment that chose it): flow stream locomote 0.672, always present 0.341
+    # measured on split 0's test videos (2-core Zen 4 EPYC): flow stream locomote 0.652 in `make
+    # figures` (one thread), 0.672 with the experiment's one-cycle weights (2 threads); always
+    # present 0.341
     loco, always = demo_metrics[("flow_stream", "locomote", "f1")], demo_metrics[("always", "locomote", "f1")]
     print(f"flow stream locomote {loco:.3f} (always present {always:.3f})")
     assert loco >= always + 0.15, (loco, always)

@@ -1,15 +1,15 @@
-"""Figure "selfsup": Selfee's k-NN scores and embedding, and DEG from scratch vs self-supervised weights.
+"""Figure "selfsup": Selfee's k-NN scores and embedding, and DEG from its default start vs self-supervised weights.
 
 Reads only ``results/<profile>/``:
 
 * ``<ds>/selfee/split<k>/metrics.csv`` and ``knn.csv`` (:mod:`deg.selfee`): k-NN F1 per behaviour
   on the test videos, with the circular-shift chance level, the simulated annotators and the
   random-initialisation control; ``<ds>/selfee/embedding.csv``: the t-SNE map.
-* ``<ds>/<preset>/<split>/metrics.csv`` (from scratch) and ``<ds>/selfsup/<preset>/<split>/metrics.csv``
+* ``<ds>/<preset>/<split>/metrics.csv`` (the default start: :data:`SCRATCH`) and ``<ds>/selfsup/<preset>/<split>/metrics.csv``
   (``pretrained="selfsup"``, same profile, same step budget): test F1 per behaviour (split runs)
   and validation F1 vs training videos (``sub<n>_d<d>`` runs, Figure 6's axis).
 
-Statistics: mean +/- SEM over splits; scratch vs self-supervised by a paired t-test over splits
+Statistics: mean +/- SEM over splits; default start vs self-supervised by a paired t-test over splits
 (subjects = splits) per behaviour, Bonferroni across behaviours (:func:`deg.stats.paired_ttests`);
 with fewer than 2 paired splits no test is possible and the table says so.
 """
@@ -24,7 +24,9 @@ import pandas as pd
 
 from deg.figs.performance import split_kind, summarise
 
-SCRATCH, SELFSUP = "from scratch", "self-supervised"
+# The profile's ordinary start (Kinetics files when present, else random weights; under a profile with
+# flow_shapes_steps, DEG_f's flow generator from the moving-shapes pretraining) vs pretrained="selfsup"
+SCRATCH, SELFSUP = "default start", "self-supervised"
 CONDITION_COLORS = {SCRATCH: "#4C72B0", SELFSUP: "#C44E52"}
 
 
@@ -101,7 +103,7 @@ def draw_embedding(table: pd.DataFrame, title: str) -> plt.Figure:
 
 
 # --------------------------------------------------------------------------------------
-# DEG from scratch vs self-supervised initialisation
+# DEG from its default start vs self-supervised initialisation
 # --------------------------------------------------------------------------------------
 def init_comparison_table(results: str | Path, dataset: str, preset: str, kind: str = "split") -> pd.DataFrame:
     """Model F1 rows (pooled over the evaluated videos) of the scratch and self-supervised runs of
