@@ -42,6 +42,9 @@ import torch.nn.functional as F
 from deg import io, paths, provenance
 from deg.presets import FLOW_SHAPES_HPARAMS
 
+# The files whose text keys the stage (as deg.train.selfsup's CODE): the ones that compute it, not
+# deg.train.keys' import closure, which reaches the whole pipeline and would retrain this shared
+# stage on every pipeline edit.
 CODE = ["models/flow.py", "train/loop.py", "train/flow_shapes.py"]
 N_SHAPES = 3
 
