@@ -167,6 +167,7 @@ def pretrain(profile, generator: str, n_frames: int, size: tuple[int, int], seed
     """Train (or resume, or reuse) the stage; returns its folder (``weights.pt``: the generator's state dict)."""
     from deg.models.flow import build_flow_generator
     from deg.presets import HPARAMS
+    from deg.train.common import seed_everything
     from deg.train.loop import LoopConfig, fit, load_checkpoint
     from deg.train.store import StageDir, wait_lock
 
@@ -181,8 +182,7 @@ def pretrain(profile, generator: str, n_frames: int, size: tuple[int, int], seed
             return path
         sd.prepare()
         hp, batch = FLOW_SHAPES_HPARAMS, int(profile.flow_shapes_batch)
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed + 1)
+        _, gen = seed_everything(seed)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model = build_flow_generator(generator, n_frames=n_frames,
                                      max_displacement=HPARAMS["flow_max_displacement"]).to(device)

@@ -65,7 +65,7 @@ def test_stage_trains_once_is_keyed_and_runs_start_from_it(isolated):
     mtime = (path / "weights.pt").stat().st_mtime_ns
     assert flow_shapes.pretrain(prof, "tinymotionnet", 11, (16, 16), progress=False) == path
     assert (path / "weights.pt").stat().st_mtime_ns == mtime                        # reused
-    # more steps: another key, the folder is retrained
+    # more steps: an overridden profile, so its own results folder and its own stage
     more = get_profile("tiny", flow_shapes_steps=prof.flow_shapes_steps + 1)
     assert flow_shapes.pretrain(more, "tinymotionnet", 11, (16, 16), progress=False) != path
 
