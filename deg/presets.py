@@ -157,6 +157,10 @@ class Profile:
     preset_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Presets run on these datasets only (others: every dataset of the profile)
     preset_datasets: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Presets run on the first k splits only (others: every split, ``splits_for``). The splits are
+    # the profile's own, so split0 of such a preset trains and tests on split0's videos of every
+    # other preset (a paired comparison); the split count that defines them stays ``n_splits``.
+    preset_splits: dict[str, int] = field(default_factory=dict)
     # What the caller replaced (get_profile(name, **overrides)): Profile fields and HPARAMS entries,
     # as given. Non-empty overrides give the profile its own results folder (see results_name).
     overrides: dict[str, Any] = field(default_factory=dict)
@@ -180,6 +184,12 @@ class Profile:
         except KeyError:                 # a user's own dataset: the paper's usual count
             count = None
         return int(count) if count else DEFAULT_SPLITS
+
+    def run_splits(self, dataset_id: str, preset: str) -> int:
+        """How many of ``dataset_id``'s splits (``split0`` on) ``preset`` runs: ``splits_for``, or
+        fewer where ``preset_splits`` says so."""
+        total = self.splits_for(dataset_id)
+        return min(total, int(self.preset_splits.get(preset, total)))
 
     @property
     def results_name(self) -> str:
@@ -233,6 +243,10 @@ PROFILES: dict[str, Profile] = {
                           "DEG_s": {"feature_steps": 60, "sequence_steps": 100, "feature_batch": 8, "flow_steps": 30,
                                     "flow_shapes_steps": 0}},
         preset_datasets={"DEG_m": ("synthetic_openfield",), "DEG_s": ("synthetic_openfield",)},
+        # and on one split: 3 splits of DEG_m and DEG_s took ~1,200 of a fresh run's ~4,800 s of
+        # one-core job time (2026-12-02, Intel Xeon, DEG_s split0 341 s); their Figure 3 bars lose
+        # the SEM over splits (README, deviations).
+        preset_splits={"DEG_m": 1, "DEG_s": 1},
     ),
     # The paper's sizes and limits; needs a GPU and the downloads.
     "paper": Profile(

@@ -22,7 +22,7 @@ being newer than the outputs -- Snakemake re-runs exactly the affected jobs; oth
 is older than the outputs and nothing runs. Data changes reach the jobs through their ``COMPLETE`` input.
 
 Splits: ``Profile.splits_for`` (the dataset record's count for the paper profile: Sturman-EPM 3,
-others 5). Figure 6: the profile's ``subsample_datasets`` that are trained, every size of
+others 5); a preset of ``Profile.preset_splits`` runs the first of them only (``run_splits``). Figure 6: the profile's ``subsample_datasets`` that are trained, every size of
 ``subsample_videos`` that leaves at least one validation video, ``subsample_draws`` draws each,
 DEG_f; each such run uses the flow generator of its dataset's ``split0`` run
 (:func:`deg.train.keys.flow_parent`), so it waits for that run.
@@ -318,7 +318,7 @@ def plan(profile_name: str, datasets: str = "", overrides: dict | None = None) -
         extra = [d for d in paper_datasets() if d not in chosen and is_prepared(d)]
     run_datasets = [d for d in chosen if has_videos(d)]
     runs = [(ds, preset, f"split{k}") for ds in run_datasets for preset in profile.presets
-            if ds in profile.preset_datasets.get(preset, (ds,)) for k in range(profile.splits_for(ds))]
+            if ds in profile.preset_datasets.get(preset, (ds,)) for k in range(profile.run_splits(ds, preset))]
     subsample_runs: list[tuple[str, str, str]] = []
     for ds in run_datasets:
         if ds not in profile.subsample_datasets or (ds, SUBSAMPLE_PRESET, flow_parent("sub")) not in runs:

@@ -46,3 +46,17 @@ def test_command_line_overrides_json_and_snakemake_form():
         parse_overrides("flow_steps=2")
     with pytest.raises(TypeError, match="unknown override"):
         get_profile("demo", overrides={"lr": 1.0})
+
+
+def test_run_splits_caps_a_preset_at_its_preset_splits_and_never_beyond_the_profile(isolated):
+    demo = get_profile("demo")
+    assert demo.run_splits("synthetic_openfield", "DEG_f") == demo.splits_for("synthetic_openfield") == 3
+    assert demo.run_splits("synthetic_openfield", "DEG_s") == 1
+    # more than the profile has: the profile's count (the splits are defined by n_splits)
+    wide = get_profile("demo", preset_splits={"DEG_s": 10}, n_splits=2)
+    assert wide.run_splits("synthetic_openfield", "DEG_s") == 2
+    # an override of the field reaches the plan's runs
+    from deg.workflow import plan
+
+    runs = plan("demo", overrides={"preset_splits": {"DEG_s": 2}}).runs
+    assert sorted(s for _, p, s in runs if p == "DEG_s") == ["split0", "split1"]

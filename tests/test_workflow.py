@@ -23,8 +23,12 @@ def test_plan_demo_runs_every_preset_and_split(isolated):
     profile = get_profile("demo")
     assert p.datasets == list(profile.datasets)
     expected = {(ds, preset, f"split{k}") for ds in profile.datasets for preset in profile.presets
-                for k in range(profile.n_splits) if ds in profile.preset_datasets.get(preset, (ds,))}
+                for k in range(profile.preset_splits.get(preset, profile.n_splits))
+                if ds in profile.preset_datasets.get(preset, (ds,))}
     assert set(p.runs) == expected and len(p.runs) == len(expected)
+    # the costly presets on split0 only: the same videos as DEG_f's split0 (a paired comparison)
+    assert {split for _, preset, split in p.runs if preset in ("DEG_m", "DEG_s")} == {"split0"}
+    assert {split for _, preset, split in p.runs if preset == "DEG_f"} == {f"split{k}" for k in range(profile.n_splits)}
     assert {preset for _, preset, _ in p.runs} == {"DEG_f", "DEG_m", "DEG_s"}
     # the costly presets on their one dataset only; DEG_f everywhere
     assert {ds for ds, preset, _ in p.runs if preset == "DEG_s"} == set(profile.preset_datasets["DEG_s"])
