@@ -17,12 +17,14 @@ does the same at the demo's scale, with shapes drawn procedurally (no download):
   against the target flow averaged into that scale's pixels, moving pixels weighted up
   (``moving_weight``: most pixels of a clip are static, and zero flow is otherwise nearly optimal).
 
-Measured (README, "A flow generator pretrained on moving shapes"): TinyMotionNet at 32x32 learns
-nothing that carries over in 400 steps (it predicts zero), then learns: after 1,000 steps (the
-demo's; 354 s on one core) its flow on the synthetic open-field subject, a video it never saw,
-points along the subject's motion in locomotion frames (cosine 0.72 with the true displacement;
-0.88 with a one-cycle schedule, 0.94 after 3,000 steps), and DEG_f's flow stream alone tells
-``locomote`` (test F1 0.66 against chance 0.25).
+Measured (README, "A flow generator pretrained on moving shapes"): TinyMotionNet at 32x32 first
+sits at zero flow (validation error at zero flow's) and then learns; when it starts depends on the
+rate: at Adam 1e-3 between steps 500 and 750 for 16 clips a step, not within 1,000 steps for 8
+(Intel Xeon, 2026-12-03), at 3e-4 from about step 300 for 8 clips (two seeds). The demo's stage
+(800 steps of 8 clips at 3e-4; 367 s on one core beside a two-thread job) gives a flow on the synthetic
+open-field subject, a video it never saw, that points along the subject's motion in locomotion
+frames (cosine 0.95 with the true displacement, 0.74 of its length), and DEG_f's flow stream
+alone tells ``locomote`` (split 0 test F1 0.72 against "always present" 0.34).
 
 One stage per (profile, generator, frames, image size), shared by every dataset, split and run:
 ``results/<profile>/_flow_shapes/<generator>-<H>x<W>/`` (a :class:`deg.train.store.StageDir`
