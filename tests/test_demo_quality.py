@@ -10,14 +10,13 @@ silently stops updating), not on seed noise or another CPU's rounding.
 from __future__ import annotations
 
 import numpy as np
-import pytest
-
 import pandas as pd
+import pytest
 import torch
 
 from deg import evaluate, io, pipeline
 from deg.data import synthetic
-from deg.data.video import read_video
+from deg.data.video import read_video, video_info
 from deg.models.flow import build_flow_generator
 from deg.presets import HPARAMS, PRESETS, get_profile
 from deg.train import flow_shapes
@@ -34,12 +33,11 @@ def demo_metrics(tmp_path_factory):
             mp.setenv(var, str(root / var))
         ds = synthetic.generate(DATASET, progress=False)
         run_dir = pipeline.run(DATASET, PRESET, SPLIT, profile="demo", progress=False)
-        tables = evaluate.evaluate_run(run_dir, ds, "demo", PRESET, f"split{SPLIT}",
-                                       get_profile("demo").shuffle_repeats, seed=0)
-        preset = PRESETS[PRESET]
-        shapes_weights = flow_shapes.stage_dir(get_profile("demo").for_preset(PRESET), preset.flow_generator,
-                                               (32, 32)) / "weights.pt"
-        subject = subject_flow(ds, shapes_weights, preset.flow_generator, preset.n_flow_frames)
+        profile, preset = get_profile("demo").for_preset(PRESET), PRESETS[PRESET]
+        tables = evaluate.evaluate_run(run_dir, ds, "demo", PRESET, f"split{SPLIT}", profile.shuffle_repeats, seed=0)
+        size = tuple(profile.image_size)
+        shapes_weights = flow_shapes.stage_dir(profile, preset.flow_generator, size) / "weights.pt"
+        subject = subject_flow(ds, shapes_weights, preset.flow_generator, preset.n_flow_frames, size=size)
     m = tables["metrics"]
     pooled = m[(m.video == "all") & (m.subset == "test")]
     values = {(r.source, r.behaviour, r.metric): r.value for r in pooled.itertuples()}
@@ -67,7 +65,7 @@ def subject_flow(ds, weights, generator: str, n_frames: int, videos=("video02", 
     loco_col = ds.behaviours.index("locomote")
     cosines, ratios = [], []
     for video in videos:
-        native_w = read_video(ds.video_path(video), start=0, stop=1).shape[2]
+        native_w = video_info(ds.video_path(video)).width
         frames = torch.from_numpy(read_video(ds.video_path(video), size=size)).float().div(255).permute(3, 0, 1, 2)
         frames = (frames - frames.mean(dim=(1, 2, 3), keepdim=True)) / frames.std(dim=(1, 2, 3), keepdim=True)
         cov, locomote = pd.read_csv(ds.extra_path(video)), ds.labels(video)[:, loco_col].astype(bool)
