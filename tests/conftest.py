@@ -39,8 +39,9 @@ def isolated(tmp_path, monkeypatch):
 # The longest test files, longest first (seconds measured in one process on the 2-core AVX2 EPYC,
 # 2026-12-01). `make test` hands whole files to its pytest-xdist workers in collection order, so
 # these go first: a four-minute file handed out last keeps one core busy after the other is done.
-# test_demo_quality.py measured on the 2-core Intel Xeon, 2026-12-03 (the 800-step moving-shapes stage).
-LONGEST_FIRST = ("test_demo_quality.py",          # ~400 s: the moving-shapes pretraining + one demo DEG_f run
+# test_demo_quality.py measured in `make test` on the 2-core Intel Xeon, 2026-12-03 (the 800-step
+# moving-shapes stage), beside the other worker.
+LONGEST_FIRST = ("test_demo_quality.py",          # 598 s: the moving-shapes pretraining + one demo DEG_f run
                  "test_figures_e2e.py",           # 240 s: make figures PROFILE=tiny through Snakemake
                  "test_paper_real_pixels_e2e.py", # 138 s
                  "course/test_course.py",         # 60 s
