@@ -218,7 +218,8 @@ PROFILES: dict[str, Profile] = {
         subsample_videos=(1, 2), subsample_draws=1, shuffle_repeats=5,
         subsample_datasets=("synthetic_tiny",), flow_shapes_steps=4, flow_shapes_batch=2,
     ),
-    # `make figures` default: synthetic data, all presets, 3 splits, a 2-core CPU in <= 30 min.
+    # `make figures` default: synthetic data, all presets, 3 splits, aimed at <= 30 min on a 2-core CPU
+    # (met on one CPU kind only: README, "Headline numbers").
     "demo": Profile(
         name="demo", image_size=(32, 32),
         # DEG_f's flow generator starts from 800 steps of 8 clips on moving shapes and is kept as it is
