@@ -92,11 +92,13 @@ def test_demo_deg_f_beats_chance_on_its_test_videos(demo_metrics):
     # measured before the moving-shapes flow start: 0.394 vs 0.219 (2-core AVX2 EPYC, 2 threads),
     # 0.354 vs 0.196 (one thread, as `make test`'s workers run it), 0.330 vs 0.196 (Zen 5 EPYC, one
     # thread); since: 0.371 vs 0.097 (Zen 4 EPYC, one thread); with the 800-step stage 0.485 vs 0.155
-    # (Intel Xeon, one thread, 2026-12-03; feature extractor 0.489, its rear 0.694). Other CPUs and thread counts round
-    # differently, hence the slack.
+    # (Intel Xeon, one thread, 2026-12-03; feature extractor 0.489, its rear 0.694) and 0.563 vs 0.192
+    # (2-core AVX2 EPYC, one thread, 2026-12-03; feature extractor 0.485). Other CPUs and thread counts
+    # round differently, hence the slack.
     # Of the levels issue 13 asks for, the flow stream above chance is asserted below
-    # (test_demo_flow_stream_sees_locomotion); F1 0.6 and the sequence model at or above the
-    # feature extractor are not: the demo does not reach them at its budget (README, "Headline numbers").
+    # (test_demo_flow_stream_sees_locomotion) and the sequence model level with or above its feature
+    # extractor further down; F1 0.6 is not: the demo does not reach it at its budget (README,
+    # "Headline numbers").
     assert model_f1 >= chance_f1 + 0.07, (model_f1, chance_f1)
     assert model_f1 >= 1.4 * chance_f1, (model_f1, chance_f1)
     # The feature extractor alone (Figure 6F-G compares the two) is above chance, and above on
@@ -110,6 +112,11 @@ def test_demo_deg_f_beats_chance_on_its_test_videos(demo_metrics):
     print(f"feature extractor: macro F1 {fe_f1:.3f}, rear {fe_rear:.3f} (always present {always_rear:.3f})")
     assert fe_f1 >= chance_f1 + 0.1, (fe_f1, chance_f1)
     assert fe_rear >= always_rear + 0.15, (fe_rear, always_rear)
+    # The sequence model reads the feature extractor's features and is at or above it: 0.563 vs 0.485
+    # (AVX2 EPYC), 0.485 vs 0.489 (Intel Xeon), 0.371 vs 0.401 (Zen 4 EPYC, the earlier 1,000-step
+    # stage): level within the spread between CPUs, above it where it gains on `locomote`. A sequence
+    # model that does not learn, or that reads the wrong features, sits near chance (~0.2).
+    assert model_f1 >= fe_f1 - 0.05, (model_f1, fe_f1)
 
 
 def test_demo_spatial_stream_sees_what_a_still_frame_shows(demo_metrics):
@@ -135,11 +142,12 @@ def test_demo_flow_stream_sees_locomotion(demo_metrics):
     out zero flow (from random weights, or a broken pretraining) the stream sat at or below it
     (0.20-0.34 against 0.34, README)."""
     # measured on split 0's test videos, one thread, always present 0.341: with the demo's stage (800
-    # steps of 8 at lr 3e-4) 0.724 on the 2-core Intel Xeon (2026-12-03). With the earlier stage
-    # (1,000 of 16 at lr 1e-3, whose learning began between steps 500 and 750) 0.652 on a Zen 4 EPYC
-    # and 0.486 on the Xeon (CI failed on a margin of 0.15 there): the downstream level moves with
-    # the CPU's rounding, so the stage itself is checked directly (test_demo_shapes_flow_follows_the_subject)
-    # and this margin only separates a flow stream that sees motion from one that does not.
+    # steps of 8 at lr 3e-4) 0.724 on the 2-core Intel Xeon and 0.798 on the 2-core AVX2 EPYC
+    # (2026-12-03). With the earlier stage (1,000 of 16 at lr 1e-3, whose learning began between
+    # steps 500 and 750) 0.652 on a Zen 4 EPYC and 0.486 on the Xeon (CI failed on a margin of 0.15
+    # there): the downstream level moves with the CPU's rounding, so the stage itself is checked
+    # directly (test_demo_shapes_flow_follows_the_subject) and this margin only separates a flow
+    # stream that sees motion from one that does not.
     loco, always = demo_metrics[("flow_stream", "locomote", "f1")], demo_metrics[("always", "locomote", "f1")]
     print(f"flow stream locomote {loco:.3f} (always present {always:.3f})")
     assert loco >= always + 0.10, (loco, always)
@@ -151,7 +159,8 @@ def test_demo_shapes_flow_follows_the_subject(demo_metrics):
     order of length. A stage that learned zero flow (its failure mode: the error stays at zero
     flow's for the first few hundred steps) has a length ratio near 0 and a cosine of noise."""
     # measured on the 2-core Intel Xeon (AVX-512, AMX), one thread, 2026-12-03: 800 steps of 8 clips at
-    # lr 3e-4 (the demo's stage): cosine 0.946, length ratio 0.743 (58 locomotion clips); the earlier
+    # lr 3e-4 (the demo's stage): cosine 0.946, length ratio 0.743 (58 locomotion clips); on the 2-core
+    # AVX2 EPYC (same day, one thread; best checkpoint step 750 on both) 0.930 / 0.709; the earlier
     # 1,000 steps of 16 at lr 1e-3: 0.936 / 0.650; 1,000 of 8 at lr 1e-3, which never left zero flow
     # (validation error at zero flow's 0.388 to the end): 0.323 / 0.002
     cosine, ratio = demo_metrics[("shapes_flow", "cosine", "subject")], demo_metrics[("shapes_flow", "length_ratio", "subject")]
