@@ -27,6 +27,11 @@ def test_roles_and_preset_choice():
     assert fb.choose_preset(["DEG_s", "DEG_f"]) == "DEG_f"
     with pytest.raises(fb.FigureDataError):
         fb.choose_preset([])
+    # a preset run on fewer splits (the demo's DEG_m on split 0 only) is passed over
+    meta = {"a": {"splits": {"DEG_f": 3, "DEG_m": 1}}, "b": {"splits": {"DEG_f": 3}}}
+    assert fb.split_counts(meta, ["a", "b"]) == {"DEG_f": 6, "DEG_m": 1}
+    assert fb.choose_preset(["DEG_f", "DEG_m"], splits=fb.split_counts(meta, ["a", "b"])) == "DEG_f"
+    assert fb.choose_preset(["DEG_f", "DEG_m"], splits={"DEG_f": 3, "DEG_m": 3}) == "DEG_m"
 
 
 def test_per_video_averages_model_over_the_splits_that_tested_the_video():

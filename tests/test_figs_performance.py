@@ -74,6 +74,20 @@ def test_choose_preset_falls_back_and_says_so():
         perf.choose_preset([])
 
 
+def test_choose_preset_passes_over_a_preset_run_on_fewer_splits():
+    # the demo runs DEG_m and DEG_s on split 0 only (Profile.preset_splits), DEG_f on 3 splits
+    rows = [{"dataset": "d", "preset": p, "split": s, "value": 0.5}
+            for p, splits in (("DEG_f", ("split0", "split1", "split2", "sub1_d0")), ("DEG_m", ("split0",)),
+                              ("DEG_s", ("split0",))) for s in splits]
+    table = pd.DataFrame(rows + [{"dataset": "other", "preset": "DEG_m", "split": "split4", "value": 0.5}])
+    counts = perf.split_counts(table, "d")
+    assert counts == {"DEG_f": 3, "DEG_m": 1, "DEG_s": 1}          # the Figure 6 run is not a split
+    preset, note = perf.choose_preset(["DEG_f", "DEG_m", "DEG_s"], splits=counts)
+    assert preset == "DEG_f" and "DEG_m on 1 split(s)" in note and "3 splits" in note
+    # every preset on every split (the paper profile): the paper's DEG_m, no note
+    assert perf.choose_preset(["DEG_f", "DEG_m"], splits={"DEG_f": 5, "DEG_m": 5}) == ("DEG_m", "")
+
+
 # --------------------------------------------------------------------------------------
 # Figure 3 tables
 # --------------------------------------------------------------------------------------

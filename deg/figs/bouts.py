@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -46,9 +46,18 @@ class FigureDataError(ValueError):
     """A results table that lacks what a panel needs (the message says which table and what)."""
 
 
-def choose_preset(available: Iterable[str], preferred: str = PAPER_PRESET) -> str:
-    """The paper's preset (DEG_m) when it was run, else the first of DEG_f, DEG_m, DEG_s present."""
+def choose_preset(available: Iterable[str], preferred: str = PAPER_PRESET,
+                  splits: Mapping[str, int] | None = None) -> str:
+    """The paper's preset (DEG_m) when it was run, else the first of DEG_f, DEG_m, DEG_s present.
+
+    ``splits`` ({preset: number of ``split<k>`` runs}, e.g. :func:`split_counts` of
+    :func:`dataset_meta`): only the presets run on the most splits are candidates (the demo runs
+    DEG_m and DEG_s on split 0 only: their runs hold a third of the test videos).
+    """
     available = set(available)
+    if splits and available:
+        most = max(splits.get(p, 0) for p in available)
+        available = {p for p in available if splits.get(p, 0) == most}
     if preferred in available:
         return preferred
     for name in PRESETS:
@@ -57,6 +66,15 @@ def choose_preset(available: Iterable[str], preferred: str = PAPER_PRESET) -> st
     if available:
         return sorted(available)[0]
     raise FigureDataError("no preset with runs to choose from")
+
+
+def split_counts(meta: dict[str, dict], datasets: Iterable[str]) -> dict[str, int]:
+    """{preset: ``split<k>`` runs summed over ``datasets``} from :func:`dataset_meta`'s ``splits``."""
+    out: dict[str, int] = {}
+    for ds in datasets:
+        for preset, n in meta[ds].get("splits", {}).items():
+            out[preset] = out.get(preset, 0) + int(n)
+    return out
 
 
 def rater_roles(annotators: Sequence[str], train_annotator: str) -> dict[str, str]:
@@ -96,7 +114,8 @@ def _sem(values: pd.Series) -> float:
 # --------------------------------------------------------------------------------------
 def dataset_meta(results: str | Path, datasets: Sequence[str] | None = None) -> dict[str, dict]:
     """``describe/dataset.json`` of each dataset (default: every described dataset under ``results``),
-    plus ``presets``: the presets with ``split<k>`` runs of it (sorted as in deg.presets.PRESETS)."""
+    plus ``presets``: the presets with ``split<k>`` runs of it (sorted as in deg.presets.PRESETS),
+    and ``splits``: {preset: how many}."""
     results = Path(results)
     if not datasets:
         datasets = sorted(p.parent.parent.name for p in results.glob("*/describe/dataset.json"))
@@ -106,8 +125,10 @@ def dataset_meta(results: str | Path, datasets: Sequence[str] | None = None) -> 
         if not path.exists():
             raise FigureDataError(f"{path}: missing; describe the dataset first (python -m deg.describe)")
         info = json.loads(path.read_text())
-        present = {p.parent.parent.name for p in (results / ds).glob("*/split*/bouts.csv")}
+        runs = [p.parent for p in (results / ds).glob("*/split*/bouts.csv")]
+        present = {r.parent.name for r in runs}
         info["presets"] = [p for p in PRESETS if p in present] + sorted(present - set(PRESETS))
+        info["splits"] = {p: sum(r.parent.name == p for r in runs) for p in info["presets"]}
         meta[ds] = info
     return meta
 

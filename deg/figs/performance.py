@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -163,14 +163,36 @@ def load_humans(root: str | Path, datasets: Sequence[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def choose_preset(available: Sequence[str], wanted: str = MAIN_PRESET) -> tuple[str, str]:
-    """(preset, note): ``wanted`` when present, else the first available in DEG_f/m/s order."""
+def choose_preset(available: Sequence[str], wanted: str = MAIN_PRESET,
+                  splits: Mapping[str, int] | None = None) -> tuple[str, str]:
+    """(preset, note): ``wanted`` when present, else the first available in DEG_f/m/s order.
+
+    ``splits`` ({preset: number of ``split<k>`` runs}, :func:`split_counts`): only the presets run on
+    the most splits are candidates, so that a preset run on fewer splits (``Profile.preset_splits``:
+    the demo's DEG_m and DEG_s on split 0) does not replace one with a mean and SEM over splits.
+    """
     available = [p for p in PRESET_ORDER if p in set(available)] + sorted(set(available) - set(PRESET_ORDER))
     if not available:
         raise FigureDataError("no preset has results")
+    if splits:
+        most = max(splits.get(p, 0) for p in available)
+        fewer = [p for p in available if splits.get(p, 0) < most]
+        if wanted in fewer:
+            chosen = next(p for p in available if p not in fewer)
+            return chosen, (f"{wanted} on {splits.get(wanted, 0)} split(s): {chosen} ({most} splits) shown instead")
+        available = [p for p in available if p not in fewer]
     if wanted in available:
         return wanted, ""
     return available[0], f"{wanted} absent: {available[0]} shown instead"
+
+
+def split_counts(metrics_table: pd.DataFrame, dataset: str | None = None) -> dict[str, int]:
+    """{preset: number of distinct ``split<k>`` runs} in ``metrics_table`` (of ``dataset`` when given)."""
+    if metrics_table.empty:
+        return {}
+    part = metrics_table if dataset is None else metrics_table[metrics_table["dataset"] == dataset]
+    part = part[part["split"].astype(str).map(split_kind) == "split"]
+    return {str(k): int(v) for k, v in part.groupby("preset")["split"].nunique().items()}
 
 
 def _overall_row(metric: str) -> str:
@@ -212,7 +234,7 @@ def overall_table(metrics_table: pd.DataFrame, humans: pd.DataFrame, metric: str
         hum = hum[(hum["behaviour"] == row) & (hum["metric"] == metric)]
         with_runs = set()
         for ds, part in hum.groupby("dataset"):
-            preset, _ = choose_preset(part["preset"].unique(), human_preset)
+            preset, _ = choose_preset(part["preset"].unique(), human_preset, split_counts(part))
             parts.append(part[part["preset"] == preset].assign(source_file="runs")[
                 ["dataset", "group", "split", "value", "source_file"]])
             with_runs.add(ds)
