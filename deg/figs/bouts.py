@@ -21,6 +21,7 @@ row or column saying why (``note``) instead of raising: the panels are drawn any
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -28,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from deg import stats
+from deg.figs import performance
 from deg.presets import PRESETS
 
 # Figures 4-5 and Videos 1-9 of the paper show DeepEthogram-medium.
@@ -52,20 +54,13 @@ def choose_preset(available: Iterable[str], preferred: str = PAPER_PRESET,
 
     ``splits`` ({preset: number of ``split<k>`` runs}, e.g. :func:`split_counts` of
     :func:`dataset_meta`): only the presets run on the most splits are candidates (the demo runs
-    DEG_m and DEG_s on split 0 only: their runs hold a third of the test videos).
+    DEG_m and DEG_s on split 0 only: their runs hold a third of the test videos). The rule is
+    :func:`deg.figs.performance.choose_preset`'s, without its caption note.
     """
-    available = set(available)
-    if splits and available:
-        most = max(splits.get(p, 0) for p in available)
-        available = {p for p in available if splits.get(p, 0) == most}
-    if preferred in available:
-        return preferred
-    for name in PRESETS:
-        if name in available:
-            return name
-    if available:
-        return sorted(available)[0]
-    raise FigureDataError("no preset with runs to choose from")
+    try:
+        return performance.choose_preset(list(available), preferred, splits)[0]
+    except performance.FigureDataError:
+        raise FigureDataError("no preset with runs to choose from") from None
 
 
 def split_counts(meta: dict[str, dict], datasets: Iterable[str]) -> dict[str, int]:
@@ -125,10 +120,9 @@ def dataset_meta(results: str | Path, datasets: Sequence[str] | None = None) -> 
         if not path.exists():
             raise FigureDataError(f"{path}: missing; describe the dataset first (python -m deg.describe)")
         info = json.loads(path.read_text())
-        runs = [p.parent for p in (results / ds).glob("*/split*/bouts.csv")]
-        present = {r.parent.name for r in runs}
-        info["presets"] = [p for p in PRESETS if p in present] + sorted(present - set(PRESETS))
-        info["splits"] = {p: sum(r.parent.name == p for r in runs) for p in info["presets"]}
+        counts = Counter(p.parent.parent.name for p in (results / ds).glob("*/split*/bouts.csv"))
+        info["presets"] = [p for p in PRESETS if p in counts] + sorted(set(counts) - set(PRESETS))
+        info["splits"] = {p: counts[p] for p in info["presets"]}
         meta[ds] = info
     return meta
 
