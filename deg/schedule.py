@@ -19,8 +19,7 @@ PRIORITY_PRETRAIN = 5                                # selfsup_pretrain (45-120 
 PRIORITY_RUN = {"DEG_s": 4, "DEG_m": 3}              # DEG_s ~420 s, DEG_m ~275 s per demo run
 PRIORITY_RUN_DEFAULT = 2                             # DEG_f ~200 s
 PRIORITY_FLOW_PARENT = 4                             # a split whose flow generator Figure 6 runs reuse
-PRIORITY_POSE = {"rat_social": 3}                    # its pose job ~300 s; the others 60-80 s
-PRIORITY_POSE_DEFAULT = 1
+PRIORITY_POSE = 4                                    # the one pose job (every dataset, ~400 s)
 
 
 def run_priority(runs, preset: str, split: str, dataset: str) -> int:
@@ -31,8 +30,3 @@ def run_priority(runs, preset: str, split: str, dataset: str) -> int:
     is_parent = any((ds, p, flow_parent(sp)) == (dataset, preset, split) and flow_parent(sp) != sp
                     for ds, p, sp in runs)
     return max(base, PRIORITY_FLOW_PARENT) if is_parent else base
-
-
-def pose_priority(dataset: str) -> int:
-    """Priority of a dataset's pose job (``deg.pose.run``, all its splits)."""
-    return PRIORITY_POSE.get(dataset, PRIORITY_POSE_DEFAULT)

@@ -64,6 +64,35 @@ def test_command_line_runs_several_splits_and_refuses_bad_names(tiny, isolated, 
     assert not (isolated / "results" / "tiny" / "synthetic_tiny" / "rf_coords" / "split1").exists()
 
 
+def test_command_line_runs_several_datasets_in_one_process(tiny, isolated, capsys):
+    """--each DATASET=SPLITS (the workflow's one pose job): each dataset's splits run; a second
+    call finds every run cached; a malformed or mixed call is a one-line usage error."""
+    from deg import cli
+
+    other = isolated / "data" / "synthetic_tiny_b"
+    import shutil
+
+    shutil.copytree(isolated / "data" / "synthetic_tiny", other)
+    ds = open_dataset("synthetic_tiny")
+    ds.id, ds.root = "synthetic_tiny_b", other
+    ds.save()
+    argv = ["--profile", "tiny", "--each", "synthetic_tiny=split0", "--each", "synthetic_tiny_b=split0",
+            "--methods", "rf_coords"]
+    assert R.main(argv) == cli.EXIT_OK
+    for name in ("synthetic_tiny", "synthetic_tiny_b"):
+        m = pd.read_csv(isolated / "results" / "tiny" / name / "rf_coords" / "split0" / "metrics.csv")
+        assert set(m.dataset) == {name}
+    capsys.readouterr()
+    assert R.main(argv) == cli.EXIT_OK
+    assert capsys.readouterr().out.count(": cached ->") == 2
+    for bad, expected in ((["--each", "synthetic_tiny"], "expected DATASET=SPLIT"),
+                          (["synthetic_tiny", "split0", "--each", "synthetic_tiny=split0"], "not both"),
+                          ([], "give DATASET SPLIT")):
+        with pytest.raises(SystemExit) as exited:
+            R.main(["--profile", "tiny", *bad])
+        assert exited.value.code == cli.EXIT_USAGE and expected in capsys.readouterr().err
+
+
 def test_few_videos_are_cut_into_segments(tiny):
     ps = load_pose_set(tiny, min_units=9)
     assert len(ps.units) == 10 and ps.segments and all("@" in u for u in ps.units)

@@ -3,7 +3,7 @@
 # or reachable (deg.pose.plan). Included by workflow/Snakefile; uses its PLAN, PROFILE, PY, DATA, RES,
 # FIG and notebook().
 from deg.pose.plan import METHODS as POSE_METHODS, POSE_FIGURES, pose_plan
-from deg.schedule import pose_priority
+from deg.schedule import PRIORITY_POSE
 
 POSE = pose_plan(PROFILE, str(config.get("datasets", "") or ""), PLAN)
 
@@ -13,29 +13,29 @@ rule pose_all:
         [f"{FIG}/{fig}/manifest.json" for fig in POSE_FIGURES],
 
 
-# One job per dataset running all its splits: the pose is read once and umap-learn's numba
-# kernels compile once (they compile in every new process, 30-100 s on 2 cores: more than a demo
-# split's own UMAP). A rule per dataset, because each has its own split count.
-for _ds in POSE.datasets:
-    rule:
-        name:
-            f"pose_{_ds}"
+# One job for every dataset and split: the pose of each is read once, and umap-learn's numba
+# kernels compile once (they compile in every new process, 18 s alone and ~50 s beside a training
+# job on one AVX2 core: more than a demo split's own UMAP; one job per dataset spent ~300 s of the
+# demo on compiling). Each (dataset, method, split) is its own cached run (deg.pose.run), so a
+# re-run computes only what is missing or changed.
+if POSE.datasets:
+    rule pose:
         input:
-            f"{DATA}/{_ds}/COMPLETE",
+            [f"{DATA}/{ds}/COMPLETE" for ds in POSE.datasets],
         output:
-            [f"{RES}/{_ds}/{m}/split{k}/metrics.csv" for k in range(POSE.n_splits[_ds]) for m in POSE_METHODS],
+            POSE.run_outputs(RES),
         log:
-            f"{RES}/{_ds}/pose.log",
+            f"{RES}/pose.log",
         params:
-            dataset=_ds,
-            splits=" ".join(f"split{k}" for k in range(POSE.n_splits[_ds])),
+            each=" ".join(f"--each {ds}=" + ",".join(f"split{k}" for k in range(POSE.n_splits[ds]))
+                          for ds in POSE.datasets),
         resources:
             runtime=60,
         threads: 1
-        priority: pose_priority(_ds)
+        priority: PRIORITY_POSE
         shell:
             f"OMP_NUM_THREADS={{threads}} NUMBA_NUM_THREADS={{threads}} {PY} -m deg.pose.run --profile {PROFILE} "
-            f"{{params.dataset}} {{params.splits}} > {{log}} 2>&1"
+            f"{{params.each}} > {{log}} 2>&1"
 
 
 rule pose_figure:
