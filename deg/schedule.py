@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from deg.train.keys import flow_parent
 
+PRIORITY_DATA = 7                                    # data (3-12 s each): in the second DAG pass the real pose
+                                                     # datasets, which gate the pose job (fresh demo of 2026-12-03:
+                                                     # at priority 0 they waited for every run, and the 548 s pose
+                                                     # job ran alone at the end for ~7 minutes)
 PRIORITY_FLOW_SHAPES = 6                             # flow_shapes (the longest job; gates every DEG_f split run)
-PRIORITY_PRETRAIN = 5                                # selfsup_pretrain (45-120 s; gates six DEG_f runs)
-PRIORITY_RUN = {"DEG_s": 4, "DEG_m": 3}              # DEG_s ~420 s, DEG_m ~275 s per demo run
-PRIORITY_RUN_DEFAULT = 2                             # DEG_f ~200 s
+PRIORITY_PRETRAIN = 5                                # selfsup_pretrain (55-113 s; gates four DEG_f runs)
+PRIORITY_RUN = {"DEG_s": 4, "DEG_m": 3}              # DEG_s 214 s, DEG_m 193 s per demo run (16x16)
+PRIORITY_RUN_DEFAULT = 2                             # DEG_f 184-211 s
 PRIORITY_FLOW_PARENT = 4                             # a split whose flow generator Figure 6 runs reuse
-PRIORITY_POSE = 4                                    # the one pose job (every dataset, ~400 s)
+PRIORITY_POSE = 5                                    # the one pose job (every dataset: 548 s in the demo)
 
 
 def run_priority(runs, preset: str, split: str, dataset: str) -> int:
