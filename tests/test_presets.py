@@ -58,5 +58,5 @@ def test_run_splits_caps_a_preset_at_its_preset_splits_and_never_beyond_the_prof
     # an override of the field reaches the plan's runs
     from deg.workflow import plan
 
-    runs = plan("demo", overrides={"preset_splits": {"DEG_s": 2}}).runs
+    runs = plan("demo", overrides={"presets": ["DEG_f", "DEG_s"], "preset_splits": {"DEG_s": 2}}).runs
     assert sorted(s for _, p, s in runs if p == "DEG_s") == ["split0", "split1"]
