@@ -238,11 +238,14 @@ PROFILES: dict[str, Profile] = {
         # (2026-12-03, AVX2 EPYC) that had to lose a third for the 30-minute budget; it stays a
         # registered dataset: DATASETS="synthetic_openfield synthetic_distractor" runs both.
         n_splits=3, datasets=("synthetic_openfield",),
-        # DEG_f and DEG_m (the paper's Figures 3C-P, 4 and 5 use DEG_m). DEG_s left the demo on
-        # 2026-12-03 for the 30-minute budget: its split-0 run (16x16, 30 feature steps) was a 214 s job
-        # scoring at chance (test F1 0.148, circular-shift chance 0.148); OVERRIDES='{"presets":
-        # ["DEG_f", "DEG_m", "DEG_s"]}' adds it, with the sizes of preset_overrides below.
-        presets=("DEG_f", "DEG_m"),
+        # DEG_f only since 2026-12-03, for the 30-minute budget (fresh runs on the 2-core AVX2 EPYC:
+        # 45:22 with every preset and two datasets, 30:57 with DEG_f and DEG_m). Both larger presets
+        # ran split 0 only, from random weights, and stayed near chance: DEG_s (16x16, 30 feature
+        # steps) a 214 s job at test F1 0.148 against a circular-shift chance of 0.148; DEG_m (16x16,
+        # 60 steps, its MotionNet's flows 0.012 px after 30 steps) a 193-234 s job at 0.337 against
+        # 0.229. OVERRIDES='{"presets": ["DEG_f", "DEG_m", "DEG_s"]}' adds them, with the sizes of
+        # preset_overrides below (and its own results folder).
+        presets=("DEG_f",),
         # Figure 6: 1 and 4 of a split's 6 training videos (size 2 too was one more DEG_f run, ~190 s)
         subsample_videos=(1, 4), subsample_draws=1, shuffle_repeats=100,
         subsample_datasets=("synthetic_openfield",),
@@ -481,7 +484,9 @@ SELFSUP_PROFILES: dict[str, SelfsupProfile] = {
     # compared at the 3 splits (6 training videos) and at 1 training video, the low-data end of
     # Figure 6's axis, where pretraining matters most: sizes 2 and 4 too were 2 more DEG_f runs
     # (~380 s of one-core job time, 2026-12-03) over the 30-minute budget
-    "demo": SelfsupProfile(steps=150, batch=32, flow_steps=120, flow_batch=8, val_every=50,
+    # 100 SimSiam + CLD steps (150 until 2026-12-03: the two ResNet18 pretrainings were 137-146 s
+    # jobs, for the 30-minute budget)
+    "demo": SelfsupProfile(steps=100, batch=32, flow_steps=120, flow_batch=8, val_every=50,
                            pool_max_frames=600, compare_subsample=(1,)),
     "paper": SelfsupProfile(steps=20_000, batch=256, flow_steps=10_000, flow_batch=32, val_every=500,
                             pool_max_frames=0, compare_subsample=(1, 2, 4, 8, 12, 16),
