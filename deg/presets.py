@@ -229,7 +229,7 @@ PROFILES: dict[str, Profile] = {
         flow_steps=0, flow_shapes_steps=800, flow_shapes_batch=8,
         # sequence_steps 100 (150 until 2026-12-03): the same trajectory for the first 100 steps, test F1
         # without background 0.562 / 0.559 / 0.448 on splits 0-2 against 0.563 / 0.559 / 0.403 at
-        # 150 (split 2's validation picked step 125 there), ~10 s less per DEG_f run (AVX2 EPYC)
+        # 150 (split 2's validation picked step 125 there); sequence stage 21-26 s against 28 s (AVX2 EPYC)
         feature_steps=150, sequence_steps=100, lr_patience_steps=100,
         val_every=25, val_batches=8,
         flow_batch=8, feature_batch=16, sequence_batch=4, sequence_length=90,

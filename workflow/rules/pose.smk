@@ -15,8 +15,8 @@ rule pose_all:
 
 # One job for every dataset and split: the pose of each is read once, and umap-learn's numba
 # kernels compile once (they compile in every new process, 18 s alone and ~50 s beside a training
-# job on one AVX2 core: more than a demo split's own UMAP; one job per dataset spent ~300 s of the
-# demo on compiling). Each (dataset, method, split) is its own cached run (deg.pose.run), so a
+# job on one AVX2 core: more than a demo split's own UMAP; the five demo datasets took 525-548 s as
+# one job against ~600 s as five). Each (dataset, method, split) is its own cached run (deg.pose.run), so a
 # re-run computes only what is missing or changed.
 if POSE.datasets:
     rule pose:
