@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -70,8 +71,6 @@ def test_command_line_runs_several_datasets_in_one_process(tiny, isolated, capsy
     from deg import cli
 
     other = isolated / "data" / "synthetic_tiny_b"
-    import shutil
-
     shutil.copytree(isolated / "data" / "synthetic_tiny", other)
     ds = open_dataset("synthetic_tiny")
     ds.id, ds.root = "synthetic_tiny_b", other
